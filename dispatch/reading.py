@@ -1,0 +1,236 @@
+"""Steps 1 and 2 of the pipeline: how much to read from the incoming queues, with how many readers.
+
+Pure decisions (DESIGN §5.1, §5.2, §8): no I/O, no clock. The pipeline task reads each queue's
+`ApproximateNumberOfMessages` (depth) and `ApproximateNumberOfMessagesNotVisible` (in flight),
+and the providers' capacity and in-flight counts, then asks these functions how many
+`ReceiveMessage` calls to make and how many messages each may ask for.
+
+Three limits apply, tightest wins:
+
+- per queue, the in-flight cap (`readable_depth`): what is read stays invisible until it is
+  settled, and SQS refuses to hold more than 120,000 in-flight messages per standard queue;
+- per run, backpressure (`read_allowance`): no more than the provider workers can settle within
+  the visibility timeout, or messages come back visible while still queued for a worker and
+  are read and sent twice;
+- per queue, the number of concurrent readers (`readers_for_depth`), each receiving at most
+  `per_reader` (SQS allows at most 10 per call).
+
+`plan_reads` composes the three into one answer per queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from dispatch.splitting import ProviderRoute, share_sizes
+
+#: SQS's upper bound for `MaxNumberOfMessages` in one `ReceiveMessage` call.
+SQS_MAX_RECEIVE = 10
+
+
+@dataclass(frozen=True)
+class QueueLevels:
+    """One incoming queue's counters, as SQS reported them at the start of a run.
+
+    `depth` is `ApproximateNumberOfMessages` (visible, waiting to be read); `in_flight` is
+    `ApproximateNumberOfMessagesNotVisible` (read and not yet deleted or handed back).
+    """
+
+    depth: int
+    in_flight: int
+
+
+def readable_depth(depth: int, in_flight: int, max_in_flight: int) -> int:
+    """How many of a queue's `depth` visible messages may be read now.
+
+    Reading makes messages in flight, so at most `max_in_flight - in_flight` may be read, and
+    never more than the depth. The result is in `0..depth`; 0 when the queue is at or over the
+    cap. Raises ValueError when any argument is negative.
+    """
+    _check_not_negative(depth=depth, in_flight=in_flight, max_in_flight=max_in_flight)
+    return min(depth, _room(in_flight, max_in_flight))
+
+
+def readers_for_depth(
+    depth: int,
+    max_readers: int,
+    per_reader: int = SQS_MAX_RECEIVE,
+    *,
+    budget: int | None = None,
+) -> int:
+    """How many concurrent readers (one `ReceiveMessage` each) to start for a queue.
+
+    `depth` is the queue's (readable) depth, `per_reader` the most one reader receives, and
+    `budget` the most this queue may deliver this run (None: no limit beyond `depth`).
+
+    Returns `ceil(min(depth, budget) / per_reader)`, bounded to `1..max_readers`: at least one
+    reader even at depth 0, because the depth is only an estimate and a short poll of an empty
+    queue costs nothing. "Nothing may be read" is said with `budget=0`, which returns 0; a depth
+    of 0 never does, since it cannot tell "empty" from "not counted yet".
+
+    Raises ValueError when `max_readers` < 1, `per_reader` is outside 1..10, or `depth` or
+    `budget` is negative.
+    """
+    _check_reader_limits(max_readers, per_reader)
+    _check_not_negative(depth=depth)
+    if budget is not None:
+        _check_not_negative(budget=budget)
+        if budget == 0:
+            return 0
+        depth = min(depth, budget)
+    return min(max(-(-depth // per_reader), 1), max_readers)  # integer ceil: no float rounding
+
+
+def reader_quotas(readers: int, budget: int, per_reader: int = SQS_MAX_RECEIVE) -> list[int]:
+    """`MaxNumberOfMessages` for each of `readers` concurrent readers sharing `budget` messages.
+
+    Readers run concurrently, so each needs its own limit up front for the queue's total to stay
+    within `budget`. Returns up to `readers` quotas, each in `1..per_reader`, whose sum is at
+    most `budget`; the earliest readers are filled first. A reader that would get 0 is left out,
+    so the list is shorter than `readers` when the budget runs out (never with a reader count
+    from `readers_for_depth(..., budget=budget)`).
+
+    Raises ValueError when `readers` or `budget` is negative or `per_reader` is outside 1..10.
+    """
+    _check_not_negative(readers=readers, budget=budget)
+    _check_reader_limits(1, per_reader)
+    quotas = []
+    remaining = budget
+    for _ in range(readers):
+        quota = min(per_reader, remaining)
+        if quota == 0:
+            break
+        quotas.append(quota)
+        remaining -= quota
+    return quotas
+
+
+def read_allowance(
+    providers: Sequence[ProviderRoute],
+    capacity: Mapping[str, int],
+    in_flight: Mapping[str, int],
+) -> int:
+    """Backpressure (DESIGN §8): how many messages this run may read in total, over all queues.
+
+    `capacity[name]` is how many messages provider `name`'s workers can settle within the
+    incoming queues' visibility timeout; `in_flight[name]` how many are already dispatched to
+    it and not settled (missing: 0). Its headroom is `max(capacity - in_flight, 0)`.
+
+    The answer is the most messages that `plan_split(..., providers)` can place without pushing
+    a provider past its headroom. Because the split gives the healthy providers equal shares,
+    the slowest healthy provider bounds the run: `len(healthy) * min(healthy headroom)`; plus
+    one probe per unhealthy provider, which is exempt from headroom (a probe is how a provider
+    is found well again, and one per run bounds its in-flight by the run rate), but only when
+    every healthy provider can take a message, since probes come after them. With no healthy
+    provider, the split is equal among all: `len(providers) * min(headroom)`.
+
+    Raises ValueError when `providers` is empty, a name repeats, a provider has no capacity, or
+    a count is negative.
+    """
+    share_sizes(0, providers)  # validates the providers the same way the split will
+    headroom = {}
+    for route in providers:
+        if route.name not in capacity:
+            raise ValueError(f"no capacity given for provider {route.name!r}")
+        provider_capacity = capacity[route.name]
+        provider_in_flight = in_flight.get(route.name, 0)
+        _check_not_negative(capacity=provider_capacity, in_flight=provider_in_flight)
+        headroom[route.name] = _room(provider_in_flight, provider_capacity)
+
+    healthy = [route.name for route in providers if route.healthy]
+    if not healthy:
+        return len(providers) * min(headroom.values())
+    per_healthy = min(headroom[name] for name in healthy)
+    if per_healthy == 0:
+        return 0
+    probes = len(providers) - len(healthy)
+    return len(healthy) * per_healthy + probes
+
+
+def divide_allowance(wants: Sequence[int], allowance: int) -> list[int]:
+    """Share `allowance` messages between queues that want `wants[i]` each, max-min fairly.
+
+    Every queue gets an equal part, no more than it wants; what a small queue leaves goes to the
+    others, so one deep queue cannot starve the rest. A remainder goes one message each to the
+    earliest queues that still want more. Returns one grant per queue, each in `0..wants[i]`,
+    summing to `min(allowance, sum(wants))`.
+
+    Raises ValueError when `allowance` or a want is negative.
+    """
+    _check_not_negative(allowance=allowance)
+    for want in wants:
+        _check_not_negative(want=want)
+    grants = [0] * len(wants)
+    remaining = allowance
+    hungry = [index for index, want in enumerate(wants) if want > 0]
+    while remaining > 0 and hungry:
+        share, extra = divmod(remaining, len(hungry))
+        if share == 0:
+            # Fewer messages left than queues wanting them: one each, earliest first.
+            for index in hungry[:extra]:
+                grants[index] += 1
+            remaining = 0
+            break
+        for index in hungry:
+            grant = min(share, wants[index] - grants[index])
+            grants[index] += grant
+            remaining -= grant
+        hungry = [index for index in hungry if grants[index] < wants[index]]
+    return grants
+
+
+def plan_reads(
+    queues: Sequence[QueueLevels],
+    *,
+    max_in_flight: int,
+    max_readers: int,
+    per_reader: int = SQS_MAX_RECEIVE,
+    allowance: int | None = None,
+) -> list[list[int]]:
+    """The whole read decision: for each queue, the `MaxNumberOfMessages` of each reader.
+
+    For each queue (in the order given) its budget is what its readers would take
+    (`readers_for_depth` readers of `per_reader` each, at least one reader even at depth 0),
+    bounded by its in-flight room under `max_in_flight`; then the run's `allowance` (from
+    `read_allowance`; None: no backpressure) is shared between the queues by
+    `divide_allowance`. Each queue's budget becomes `readers_for_depth(..., budget=...)`
+    readers with `reader_quotas`. Returns one list per queue; an empty list means "do not read
+    that queue this run". The sum over all quotas never exceeds `allowance`, and no queue's
+    quotas exceed its in-flight room.
+
+    Raises ValueError on a negative count, `max_readers` < 1 or `per_reader` outside 1..10.
+    """
+    _check_not_negative(max_in_flight=max_in_flight)
+    _check_reader_limits(max_readers, per_reader)
+    wants = []
+    for queue in queues:
+        _check_not_negative(depth=queue.depth, in_flight=queue.in_flight)
+        room = _room(queue.in_flight, max_in_flight)
+        readers = readers_for_depth(queue.depth, max_readers, per_reader, budget=room)
+        wants.append(min(room, readers * per_reader))
+
+    budgets = wants if allowance is None else divide_allowance(wants, allowance)
+    plans = []
+    for queue, budget in zip(queues, budgets, strict=True):
+        readers = readers_for_depth(queue.depth, max_readers, per_reader, budget=budget)
+        plans.append(reader_quotas(readers, budget, per_reader))
+    return plans
+
+
+def _room(in_flight: int, cap: int) -> int:
+    """How far `in_flight` is below `cap`; 0 when at or over it (counts are estimates)."""
+    return max(cap - in_flight, 0)
+
+
+def _check_not_negative(**counts: int) -> None:
+    for name, value in counts.items():
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def _check_reader_limits(max_readers: int, per_reader: int) -> None:
+    if max_readers < 1:
+        raise ValueError(f"max_readers must be >= 1, got {max_readers}")
+    if not 1 <= per_reader <= SQS_MAX_RECEIVE:
+        raise ValueError(f"per_reader must be in 1..{SQS_MAX_RECEIVE}, got {per_reader}")

@@ -1,0 +1,340 @@
+"""How much the pipeline reads, and with how many readers (DESIGN §5.1, §5.2, §8), as tables."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dispatch.reading import (
+    SQS_MAX_RECEIVE,
+    QueueLevels,
+    divide_allowance,
+    plan_reads,
+    read_allowance,
+    readable_depth,
+    reader_quotas,
+    readers_for_depth,
+)
+from dispatch.splitting import ProviderRoute, share_sizes
+
+CAP = 120_000
+
+
+# --- the in-flight cap per queue ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("depth", "in_flight", "max_in_flight", "expected"),
+    [
+        pytest.param(0, 0, CAP, 0, id="empty queue"),
+        pytest.param(50, 0, CAP, 50, id="nothing in flight: all of it"),
+        pytest.param(50, 1_000, CAP, 50, id="far below the cap"),
+        pytest.param(500, 119_900, CAP, 100, id="only up to the cap"),
+        pytest.param(100, 119_900, CAP, 100, id="exactly up to the cap"),
+        pytest.param(500, CAP, CAP, 0, id="at the cap: nothing"),
+        pytest.param(500, CAP + 10, CAP, 0, id="over the cap (estimates): nothing, not negative"),
+        pytest.param(500, 0, 0, 0, id="cap of zero"),
+        pytest.param(200_000, 0, CAP, CAP, id="deeper than the cap"),
+    ],
+)
+def test_readable_depth_table(
+    depth: int, in_flight: int, max_in_flight: int, expected: int
+) -> None:
+    assert readable_depth(depth, in_flight, max_in_flight) == expected
+
+
+@pytest.mark.parametrize(
+    ("depth", "in_flight", "max_in_flight"), [(-1, 0, CAP), (0, -1, CAP), (0, 0, -1)]
+)
+def test_readable_depth_refuses_negative_counts(
+    depth: int, in_flight: int, max_in_flight: int
+) -> None:
+    with pytest.raises(ValueError, match="must be >= 0"):
+        readable_depth(depth, in_flight, max_in_flight)
+
+
+# --- readers per queue -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("depth", "max_readers", "expected"),
+    [
+        pytest.param(0, 50, 1, id="depth 0: one reader anyway, the depth is an estimate"),
+        pytest.param(1, 50, 1, id="depth 1"),
+        pytest.param(9, 50, 1, id="depth 9"),
+        pytest.param(10, 50, 1, id="depth 10: one full receive"),
+        pytest.param(11, 50, 2, id="depth 11: ceil"),
+        pytest.param(100, 50, 10, id="depth 100"),
+        pytest.param(101, 50, 11, id="depth 101"),
+        pytest.param(1_000, 50, 50, id="capped by max_readers"),
+        pytest.param(100, 10, 10, id="exactly max_readers"),
+        pytest.param(0, 1, 1, id="max_readers 1"),
+        pytest.param(10**19 + 1, 10**19, 10**18 + 1, id="huge depth: exact integer ceil"),
+    ],
+)
+def test_readers_for_depth_table(depth: int, max_readers: int, expected: int) -> None:
+    assert readers_for_depth(depth, max_readers) == expected
+
+
+@pytest.mark.parametrize(
+    ("depth", "budget", "per_reader", "expected"),
+    [
+        pytest.param(100, 0, 10, 0, id="budget 0: nothing may be read, no reader"),
+        pytest.param(0, 0, 10, 0, id="budget 0 at depth 0"),
+        pytest.param(0, 5, 10, 1, id="depth 0 with budget: one reader"),
+        pytest.param(100, 25, 10, 3, id="budget below depth bounds the readers"),
+        pytest.param(15, 1_000, 10, 2, id="budget above depth: depth decides"),
+        pytest.param(100, None, 10, 10, id="no budget"),
+        pytest.param(10, None, 3, 4, id="smaller receives"),
+        pytest.param(10, None, 1, 10, id="one message per receive"),
+    ],
+)
+def test_readers_for_depth_with_budget(
+    depth: int, budget: int | None, per_reader: int, expected: int
+) -> None:
+    assert readers_for_depth(depth, 50, per_reader, budget=budget) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"depth": 1, "max_readers": 0}, "max_readers"),
+        ({"depth": 1, "max_readers": 5, "per_reader": 0}, "per_reader"),
+        ({"depth": 1, "max_readers": 5, "per_reader": 11}, "per_reader"),
+        ({"depth": -1, "max_readers": 5}, "depth"),
+        ({"depth": 1, "max_readers": 5, "budget": -1}, "budget"),
+    ],
+)
+def test_readers_for_depth_refuses_bad_limits(kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        readers_for_depth(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("readers", "budget", "per_reader", "expected"),
+    [
+        pytest.param(0, 100, 10, [], id="no readers"),
+        pytest.param(3, 0, 10, [], id="no budget"),
+        pytest.param(1, 10, 10, [10], id="one full reader"),
+        pytest.param(1, 3, 10, [3], id="one reader, small budget"),
+        pytest.param(3, 25, 10, [10, 10, 5], id="last reader takes the rest"),
+        pytest.param(3, 100, 10, [10, 10, 10], id="budget above what the readers take"),
+        pytest.param(4, 25, 10, [10, 10, 5], id="more readers than the budget needs"),
+        pytest.param(2, 5, 3, [3, 2], id="smaller receives"),
+    ],
+)
+def test_reader_quotas_table(
+    readers: int, budget: int, per_reader: int, expected: list[int]
+) -> None:
+    assert reader_quotas(readers, budget, per_reader) == expected
+
+
+def test_reader_quotas_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="readers"):
+        reader_quotas(-1, 10)
+    with pytest.raises(ValueError, match="budget"):
+        reader_quotas(1, -1)
+    with pytest.raises(ValueError, match="per_reader"):
+        reader_quotas(1, 10, per_reader=SQS_MAX_RECEIVE + 1)
+
+
+# --- backpressure ------------------------------------------------------------------------
+
+
+def routes(spec: str) -> list[ProviderRoute]:
+    """'Ab' -> A healthy, B unhealthy (upper case: healthy)."""
+    return [ProviderRoute(name=letter.upper(), healthy=letter.isupper()) for letter in spec]
+
+
+@pytest.mark.parametrize(
+    ("spec", "capacity", "in_flight", "expected"),
+    [
+        pytest.param("AB", {"A": 100, "B": 100}, {}, 200, id="both healthy, idle"),
+        pytest.param("AB", {"A": 100, "B": 100}, {"A": 30}, 140, id="slowest healthy bounds"),
+        pytest.param("AB", {"A": 100, "B": 40}, {}, 80, id="smaller capacity bounds"),
+        pytest.param("AB", {"A": 100, "B": 100}, {"A": 100}, 0, id="one saturated: nothing"),
+        pytest.param("AB", {"A": 100, "B": 100}, {"A": 150}, 0, id="over capacity: not negative"),
+        pytest.param("Ab", {"A": 100, "B": 100}, {}, 101, id="one unhealthy: its probe"),
+        pytest.param("Ab", {"A": 100, "B": 100}, {"B": 100}, 101, id="probe exempt from headroom"),
+        pytest.param("Ab", {"A": 100, "B": 100}, {"A": 100}, 0, id="healthy saturated: no probe"),
+        pytest.param("ab", {"A": 100, "B": 60}, {}, 120, id="none healthy: even split bound"),
+        pytest.param("ab", {"A": 100, "B": 100}, {"B": 100}, 0, id="none healthy, one full"),
+        pytest.param("ABc", {"A": 50, "B": 70, "C": 9}, {"B": 30}, 81, id="three providers"),
+        pytest.param("A", {"A": 7}, {"A": 2}, 5, id="one provider"),
+        pytest.param("AB", {"A": 0, "B": 100}, {}, 0, id="zero capacity"),
+    ],
+)
+def test_read_allowance_table(
+    spec: str, capacity: dict[str, int], in_flight: dict[str, int], expected: int
+) -> None:
+    assert read_allowance(routes(spec), capacity, in_flight) == expected
+
+
+def test_read_allowance_needs_every_capacity() -> None:
+    with pytest.raises(ValueError, match="no capacity given for provider 'B'"):
+        read_allowance(routes("AB"), {"A": 10}, {})
+
+
+@pytest.mark.parametrize(
+    ("providers", "capacity", "in_flight", "message"),
+    [
+        ([], {}, {}, "at least one provider"),
+        (routes("A"), {"A": -1}, {}, "capacity"),
+        (routes("A"), {"A": 1}, {"A": -1}, "in_flight"),
+    ],
+)
+def test_read_allowance_refuses_bad_input(
+    providers: list[ProviderRoute],
+    capacity: dict[str, int],
+    in_flight: dict[str, int],
+    message: str,
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        read_allowance(providers, capacity, in_flight)
+
+
+@given(
+    health=st.lists(st.booleans(), min_size=1, max_size=5),
+    data=st.data(),
+)
+def test_split_of_the_allowance_fits_every_healthy_headroom(
+    health: list[bool], data: st.DataObject
+) -> None:
+    providers = [ProviderRoute(f"p{index}", healthy) for index, healthy in enumerate(health)]
+    capacity = {
+        route.name: data.draw(st.integers(min_value=0, max_value=500)) for route in providers
+    }
+    in_flight = {
+        route.name: data.draw(st.integers(min_value=0, max_value=600)) for route in providers
+    }
+    headroom = {name: max(capacity[name] - in_flight[name], 0) for name in capacity}
+
+    allowance = read_allowance(providers, capacity, in_flight)
+    sizes = share_sizes(allowance, providers)
+
+    for route in providers:
+        if route.healthy or not any(health):
+            assert sizes[route.name] <= headroom[route.name]
+        else:
+            assert sizes[route.name] <= 1  # a probe, exempt from headroom
+
+
+# --- sharing the allowance between queues ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("wants", "allowance", "expected"),
+    [
+        pytest.param([], 100, [], id="no queues"),
+        pytest.param([10, 10], 0, [0, 0], id="no allowance"),
+        pytest.param([10, 10], 100, [10, 10], id="enough for all"),
+        pytest.param([100, 100], 100, [50, 50], id="equal split"),
+        pytest.param([10, 100], 100, [10, 90], id="small queue's leftover to the deep one"),
+        pytest.param([100, 100, 100], 100, [34, 33, 33], id="remainder to the earliest"),
+        pytest.param([0, 100], 50, [0, 50], id="a queue that wants nothing"),
+        pytest.param([1, 1, 1], 2, [1, 1, 0], id="fewer messages than queues"),
+        pytest.param([5, 20, 40], 45, [5, 20, 20], id="water-filling"),
+    ],
+)
+def test_divide_allowance_table(wants: list[int], allowance: int, expected: list[int]) -> None:
+    assert divide_allowance(wants, allowance) == expected
+
+
+def test_divide_allowance_refuses_negative_counts() -> None:
+    with pytest.raises(ValueError, match="allowance"):
+        divide_allowance([1], -1)
+    with pytest.raises(ValueError, match="want"):
+        divide_allowance([1, -1], 5)
+
+
+@given(
+    wants=st.lists(st.integers(min_value=0, max_value=1_000), max_size=8),
+    allowance=st.integers(min_value=0, max_value=5_000),
+)
+def test_divide_allowance_is_max_min_fair(wants: list[int], allowance: int) -> None:
+    grants = divide_allowance(wants, allowance)
+
+    assert sum(grants) == min(allowance, sum(wants))
+    assert all(0 <= grant <= want for grant, want in zip(grants, wants, strict=True))
+    # Max-min fair: a queue left short got at least as much as every other queue minus one.
+    for grant, want in zip(grants, wants, strict=True):
+        if grant < want:
+            assert all(other <= grant + 1 for other in grants)
+
+
+# --- the whole read decision -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("queues", "allowance", "expected"),
+    [
+        pytest.param([QueueLevels(0, 0)], None, [[10]], id="empty queue: one short poll"),
+        pytest.param([QueueLevels(25, 0)], None, [[10, 10, 10]], id="ceil(25/10) readers"),
+        pytest.param([QueueLevels(25, 0)], 25, [[10, 10, 5]], id="allowance trims last"),
+        pytest.param([QueueLevels(25, 0)], 0, [[]], id="no allowance: no reader"),
+        pytest.param([QueueLevels(25, CAP)], None, [[]], id="queue at its in-flight cap"),
+        pytest.param([QueueLevels(25, CAP - 4)], None, [[4]], id="room for four"),
+        pytest.param([QueueLevels(1_000, 0)], None, [[10] * 5], id="max_readers bounds"),
+        pytest.param(
+            [QueueLevels(100, 0), QueueLevels(0, 0)],
+            30,
+            [[10, 10], [10]],
+            id="allowance shared: the empty queue still gets its poll",
+        ),
+        pytest.param(
+            [QueueLevels(100, 0), QueueLevels(100, 0)],
+            15,
+            [[8], [7]],
+            id="scarce allowance split fairly",
+        ),
+    ],
+)
+def test_plan_reads_table(
+    queues: list[QueueLevels], allowance: int | None, expected: list[list[int]]
+) -> None:
+    plan = plan_reads(queues, max_in_flight=CAP, max_readers=5, allowance=allowance)
+
+    assert plan == expected
+
+
+def test_plan_reads_refuses_bad_limits() -> None:
+    with pytest.raises(ValueError, match="max_readers"):
+        plan_reads([QueueLevels(1, 0)], max_in_flight=CAP, max_readers=0)
+    with pytest.raises(ValueError, match="depth"):
+        plan_reads([QueueLevels(-1, 0)], max_in_flight=CAP, max_readers=1)
+
+
+@given(
+    levels=st.lists(
+        st.tuples(st.integers(0, 2_000), st.integers(0, 1_200)), min_size=1, max_size=5
+    ),
+    max_in_flight=st.integers(0, 1_000),
+    max_readers=st.integers(1, 20),
+    per_reader=st.integers(1, 10),
+    allowance=st.none() | st.integers(0, 3_000),
+)
+def test_plan_reads_never_exceeds_a_limit(
+    levels: list[tuple[int, int]],
+    max_in_flight: int,
+    max_readers: int,
+    per_reader: int,
+    allowance: int | None,
+) -> None:
+    queues = [QueueLevels(depth, in_flight) for depth, in_flight in levels]
+
+    plan = plan_reads(
+        queues,
+        max_in_flight=max_in_flight,
+        max_readers=max_readers,
+        per_reader=per_reader,
+        allowance=allowance,
+    )
+
+    assert len(plan) == len(queues)
+    if allowance is not None:
+        assert sum(map(sum, plan)) <= allowance
+    for queue, quotas in zip(queues, plan, strict=True):
+        assert len(quotas) <= max_readers
+        assert all(1 <= quota <= per_reader for quota in quotas)
+        assert sum(quotas) <= max(max_in_flight - queue.in_flight, 0)
