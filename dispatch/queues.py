@@ -1,0 +1,67 @@
+"""The SQS queues Gomail owns: incoming queues and the dead-letter queue (DESIGN.md section 8).
+
+``queue_attributes`` decides what each queue must look like; ``ensure_queues`` makes it so,
+idempotently, against whatever endpoint the configuration names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from gomail_site.aws import aws_client
+from gomail_site.config import SqsConfig
+
+
+@dataclass(frozen=True)
+class QueueSetup:
+    dead_letter_url: str
+    incoming_urls: dict[str, str]
+
+
+def dead_letter_attributes(sqs: SqsConfig) -> dict[str, str]:
+    return {"MessageRetentionPeriod": str(sqs.message_retention_seconds)}
+
+
+def incoming_attributes(sqs: SqsConfig, dead_letter_arn: str) -> dict[str, str]:
+    """Attributes of an incoming queue: visibility, retention and the redrive to the DLQ."""
+    redrive = {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": sqs.max_receive_count}
+    return {
+        "VisibilityTimeout": str(sqs.visibility_timeout_seconds),
+        "MessageRetentionPeriod": str(sqs.message_retention_seconds),
+        "RedrivePolicy": json.dumps(redrive, separators=(",", ":")),
+    }
+
+
+def _ensure_queue(name: str, attributes: dict[str, str]) -> str:
+    # CreateQueue with no attributes is idempotent even when the queue exists with others;
+    # setting them afterwards brings an existing queue in line with the configuration.
+    sqs = aws_client("sqs")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    return url
+
+
+def ensure_queues(sqs_config: SqsConfig) -> QueueSetup:
+    """Create or update the dead-letter queue, then each incoming queue redriving to it."""
+    dead_letter_url = _ensure_queue(
+        sqs_config.dead_letter_queue, dead_letter_attributes(sqs_config)
+    )
+    arn = aws_client("sqs").get_queue_attributes(
+        QueueUrl=dead_letter_url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
+    incoming = {
+        name: _ensure_queue(name, incoming_attributes(sqs_config, arn))
+        for name in sqs_config.incoming_queues
+    }
+    return QueueSetup(dead_letter_url=dead_letter_url, incoming_urls=incoming)
+
+
+def verify_ses_identities(identities: list[str]) -> None:
+    """Verify sender identities (domains or addresses) in SES; for the local moto SES."""
+    ses = aws_client("ses")
+    for identity in identities:
+        if "@" in identity:
+            ses.verify_email_identity(EmailAddress=identity)
+        else:
+            ses.verify_domain_identity(Domain=identity)

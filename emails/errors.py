@@ -1,0 +1,93 @@
+"""The API's one error shape: ``{"errors": {"base": "..."}}`` or ``{"errors": {"field": "..."}}``.
+
+Every failure an API client can see goes through here: DRF's exceptions, our own, unknown
+URLs and server errors, so that no client ever gets HTML or a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
+
+UNPROCESSABLE = status.HTTP_422_UNPROCESSABLE_ENTITY
+
+
+class ApiError(exceptions.APIException):
+    """A failure reported to the client as ``{"errors": {"base": message}}``."""
+
+    def __init__(self, message: str, status_code: int = status.HTTP_400_BAD_REQUEST) -> None:
+        super().__init__(detail=message)
+        self.status_code = status_code
+
+
+class ServiceUnavailable(ApiError):
+    def __init__(self) -> None:
+        super().__init__("Service unavailable", status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+def error_body(errors: dict[str, str]) -> dict[str, dict[str, str]]:
+    return {"errors": errors}
+
+
+def _first_message(detail: Any) -> str:
+    # DRF nests lists and dicts; a client wants one sentence per field.
+    while isinstance(detail, list | tuple) and detail:
+        detail = detail[0]
+    if isinstance(detail, dict):
+        return _first_message(next(iter(detail.values()), ""))
+    return str(detail)
+
+
+_BASE_MESSAGES = {
+    exceptions.NotAuthenticated: "Authentication required",
+    exceptions.MethodNotAllowed: "Method not allowed",
+    exceptions.NotFound: "Not found",
+}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's exception handler, reshaped into the API's error shape."""
+    response = exception_handler(exc, context)
+    if response is None:
+        # Not an API exception: log it for us, tell the client nothing about it.
+        logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
+        return Response(
+            error_body({"base": "Internal server error"}),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    if isinstance(exc, exceptions.ValidationError):
+        response.status_code = UNPROCESSABLE
+        detail = exc.detail if isinstance(exc.detail, dict) else {"base": exc.detail}
+        response.data = error_body({key: _first_message(value) for key, value in detail.items()})
+        return response
+    message = next(
+        (text for kind, text in _BASE_MESSAGES.items() if isinstance(exc, kind)),
+        _first_message(getattr(exc, "detail", str(exc))),
+    )
+    response.data = error_body({"base": message})
+    return response
+
+
+def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body({"base": "Not found"}), status=404)
+
+
+def json_server_error(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(error_body({"base": "Internal server error"}), status=500)
+
+
+def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body({"base": "Bad request"}), status=400)
+
+
+def json_permission_denied(
+    request: HttpRequest, exception: Exception | None = None
+) -> JsonResponse:
+    return JsonResponse(error_body({"base": "Permission denied"}), status=403)

@@ -1,0 +1,133 @@
+"""Email records and the API keys that send them.
+
+The body of an email stays in SQS; a record holds what the admin, the status endpoint and
+idempotent redelivery need (DESIGN.md section 7).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+API_KEY_PREFIX = "gm"
+# Touching last_used_at on every request would make every API call a write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _hash_key(raw_key: str) -> str:
+    # Keys carry 256 random bits, so a fast digest is enough: there is nothing to brute-force.
+    return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
+
+
+class ApiKey(models.Model):
+    """A bearer key for ``POST /email/send``. Only its SHA-256 is stored; the key is shown once."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        help_text="Optional owner; emails sent with the key are visible to them too.",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({API_KEY_PREFIX}_{self.prefix}_…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def assign_new_key(self) -> str:
+        """Give this (unsaved or existing) key a fresh secret; returns the raw key to show once."""
+        self.prefix = secrets.token_hex(6)
+        raw_key = f"{API_KEY_PREFIX}_{self.prefix}_{secrets.token_urlsafe(32)}"
+        self.key_hash = _hash_key(raw_key)
+        return raw_key
+
+    @classmethod
+    def create_key(cls, name: str, user: models.Model | None = None) -> tuple[ApiKey, str]:
+        """Create and save a key; returns it with the raw key, which is not stored anywhere."""
+        api_key = cls(name=name, user=user)
+        raw_key = api_key.assign_new_key()
+        api_key.save()
+        return api_key, raw_key
+
+    @classmethod
+    def find_active(cls, raw_key: str) -> ApiKey | None:
+        """The active key matching ``raw_key``, compared in constant time, or None."""
+        parts = raw_key.split("_", 2)
+        if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
+            return None
+        candidate = cls.objects.filter(prefix=parts[1], revoked_at__isnull=True).first()
+        if candidate is None or not hmac.compare_digest(candidate.key_hash, _hash_key(raw_key)):
+            return None
+        return candidate
+
+    def touch(self) -> None:
+        """Record a use, at most once per ``LAST_USED_RESOLUTION``."""
+        now = timezone.now()
+        if self.last_used_at is None or now - self.last_used_at >= LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=self.pk).update(last_used_at=now)
+            self.last_used_at = now
+
+
+class Email(models.Model):
+    """One accepted email, keyed by the id the API assigned (the wire format's ``id``)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+        DEAD = "dead"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    from_email = models.CharField(max_length=320)
+    from_name = models.CharField(max_length=256, blank=True)
+    to_email = models.CharField(max_length=320, db_index=True)
+    to_name = models.CharField(max_length=256, blank=True)
+    subject = models.CharField(max_length=998, blank=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    provider = models.CharField(max_length=32, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    last_error = models.TextField(blank=True)
+    queue = models.CharField(max_length=80, blank=True, help_text="Incoming SQS queue")
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="emails"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="emails",
+    )
+    accepted_at = models.DateTimeField(default=timezone.now, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-accepted_at"]
+
+    def __str__(self) -> str:
+        return f"{self.id} to {self.to_email} ({self.status})"

@@ -1,0 +1,229 @@
+"""The one configuration of every Gomail process.
+
+Read from a YAML file (path in ``GOMAIL_CONFIG``, default ``./config.yaml``; no file at all
+means the embedded local defaults), overridable per key from the environment
+(``GOMAIL_<SECTION>__<KEY>``), and validated by pydantic so that a wrong value fails at
+start-up with a message naming its key. Secrets never live here: they come from the
+environment (see ``gomail_site.settings``).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path("config.yaml")
+
+# SQS rejects messages over 256 KiB; the envelope around the email (id, acceptedAt, keys)
+# needs room, so the API's own limit must stay below it.
+SQS_MAX_MESSAGE_BYTES = 262_144
+MAX_BODY_SIZE_LIMIT = SQS_MAX_MESSAGE_BYTES - 4_096
+
+QueueName = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_-]+$")]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names every offending key."""
+
+
+class Section(BaseModel):
+    # A misspelt key is a silent default otherwise: refuse it.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AwsConfig(Section):
+    region: str = Field("us-east-1", min_length=1)  # the original's aws_region
+    # None means the real AWS endpoints; the local default is the moto server.
+    endpoint_url: HttpUrl | None = HttpUrl("http://127.0.0.1:5000")
+    client_timeout_seconds: float = Field(5.0, gt=0, le=60)  # aws_client_timeout_seconds
+
+
+class SqsConfig(Section):
+    # The original's queue_urls: names here, resolved to URLs against the endpoint.
+    incoming_queues: list[QueueName] = Field(
+        default_factory=lambda: ["gomail-incoming-1", "gomail-incoming-2"], min_length=1
+    )
+    dead_letter_queue: QueueName = "gomail-dead-letter"
+    # Must exceed the worst case from read to delete, or a message is read and sent twice.
+    visibility_timeout_seconds: int = Field(300, ge=30, le=43_200)
+    # SQS's own bound on receives before redrive; high, so an outage alone never dead-letters.
+    max_receive_count: int = Field(1000, ge=1, le=1000)
+    message_retention_seconds: int = Field(1_209_600, ge=60, le=1_209_600)
+
+    @field_validator("incoming_queues")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        if len(set(names)) != len(names):
+            raise ValueError("queue names must be unique")
+        return names
+
+
+class ApiConfig(Section):
+    max_body_size_bytes: int = Field(131_072, gt=0, le=MAX_BODY_SIZE_LIMIT)
+    # Off only on a trusted network: the API is otherwise an open relay.
+    require_auth: bool = True
+
+
+class PipelineConfig(Section):
+    # The original's minimum_iteration_duration_milliseconds.
+    interval_milliseconds: int = Field(2_000, ge=100, le=600_000)
+    batch_size: int = Field(10, ge=1, le=100)
+    max_readers: int = Field(8, ge=1, le=64)
+    max_in_flight_per_queue: int = Field(120_000, ge=1, le=120_000)
+    # How long one run may hold the pipeline lock; a crashed run's lock frees itself after it.
+    lease_seconds: int = Field(120, ge=5, le=3_600)
+    # A message that failed transiently waits base * 2^(receives-1) seconds, up to the max,
+    # before it is read again; SQS caps a visibility timeout at 12 hours.
+    backoff_base_seconds: int = Field(10, ge=0, le=43_200)
+    backoff_max_seconds: int = Field(900, ge=0, le=43_200)
+
+
+class HealthConfig(Section):
+    healthy_threshold: PositiveInt = 3
+    unhealthy_threshold: PositiveInt = 3
+
+
+class ProviderConfig(Section):
+    enabled: bool = True
+    # Backpressure: messages dispatched to this provider and not yet settled, at most.
+    max_in_flight: int = Field(500, ge=1, le=100_000)
+    # Emails of one batch sent at once by a worker.
+    send_concurrency: int = Field(10, ge=1, le=100)
+
+
+class SesConfig(ProviderConfig):
+    # Identities the local bootstrap verifies in moto's SES; empty against the real SES.
+    verify_identities: list[str] = Field(default_factory=lambda: ["example.com"])
+
+
+class SendGridConfig(ProviderConfig):
+    host: HttpUrl = HttpUrl("http://127.0.0.1:5001")
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+
+
+class ProvidersConfig(Section):
+    ses: SesConfig = SesConfig()
+    sendgrid: SendGridConfig = SendGridConfig()
+
+
+class CeleryConfig(Section):
+    """Celery's broker is SQS too; its queues are ``pipeline`` and one per provider."""
+
+    queue_name_prefix: str = Field("gomail-celery-", pattern=r"^[A-Za-z0-9_-]*$", max_length=40)
+    # Longer than the longest task, or a running task is handed to a second worker.
+    visibility_timeout_seconds: int = Field(600, ge=60, le=43_200)
+    wait_time_seconds: int = Field(1, ge=0, le=20)
+    polling_interval_seconds: float = Field(0.5, ge=0, le=60)
+    # Production: the queues' URLs (kombu's predefined queues), so workers never list or
+    # create queues. Empty: queues are created by name with the prefix.
+    queue_urls: dict[str, HttpUrl] = Field(default_factory=dict)
+
+
+class GomailConfig(BaseSettings):
+    """Every key of the YAML file, with its embedded local default."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, env_prefix="GOMAIL_", env_nested_delimiter="__"
+    )
+
+    aws: AwsConfig = AwsConfig()
+    sqs: SqsConfig = SqsConfig()
+    api: ApiConfig = ApiConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    health: HealthConfig = HealthConfig()
+    providers: ProvidersConfig = ProvidersConfig()
+    celery: CeleryConfig = CeleryConfig()
+
+    @model_validator(mode="after")
+    def _timings_fit(self) -> GomailConfig:
+        # A batch must be settled before its messages become visible again (DESIGN.md 8).
+        slowest_send = max(
+            self.providers.sendgrid.timeout_seconds, self.aws.client_timeout_seconds * 3
+        )
+        if self.sqs.visibility_timeout_seconds < 3 * slowest_send:
+            raise ValueError(
+                "sqs.visibility_timeout_seconds must be at least 3 times the slowest provider "
+                f"call ({slowest_send:g} s)"
+            )
+        if self.pipeline.backoff_max_seconds < self.pipeline.backoff_base_seconds:
+            raise ValueError("pipeline.backoff_max_seconds must be >= backoff_base_seconds")
+        return self
+
+    @property
+    def enabled_providers(self) -> list[str]:
+        """Names of the enabled providers, in configuration order."""
+        return [name for name, provider in self.providers if provider.enabled]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment overrides them per key.
+        return (env_settings, init_settings)
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration (from {source} and any GOMAIL_* environment overrides):"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping of sections")
+    return data
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> GomailConfig:
+    """Load and validate the configuration.
+
+    ``path`` defaults to ``$GOMAIL_CONFIG``, else ``./config.yaml``. A path named explicitly
+    (argument or environment) must exist; the default one may be absent, which means the
+    embedded defaults. Raises ``ConfigError`` naming each invalid key.
+    """
+    explicit = path if path is not None else os.environ.get("GOMAIL_CONFIG")
+    file_path = Path(explicit) if explicit else DEFAULT_CONFIG_PATH
+    if file_path.exists() or explicit:
+        data, source = _read_yaml(file_path), str(file_path)
+    else:
+        data, source = {}, "the embedded defaults"
+    try:
+        return GomailConfig(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+@lru_cache(maxsize=1)
+def get_config() -> GomailConfig:
+    """The process's configuration, loaded once."""
+    return load_config()

@@ -1,0 +1,58 @@
+"""Fixtures shared by the whole suite: a real moto server over HTTP and API clients."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from devtools.moto_server import MotoServer, start_moto_server
+from dispatch.queues import QueueSetup, ensure_queues, verify_ses_identities
+from emails.models import ApiKey
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """The test moto server, on the port the test settings point every AWS client at."""
+    server = start_moto_server(port=int(os.environ["GOMAIL_TEST_MOTO_PORT"]))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server: MotoServer) -> QueueSetup:
+    """A freshly reset moto with the configured queues and SES identities in place."""
+    moto_server.reset()
+    setup = ensure_queues(settings.GOMAIL.sqs)
+    verify_ses_identities(settings.GOMAIL.providers.ses.verify_identities)
+    return setup
+
+
+@pytest.fixture
+def gomail_config(settings: pytest.FixtureRequest):
+    """Change configuration values for one test: ``gomail_config(api={"require_auth": False})``."""
+
+    def change(**sections: dict) -> None:
+        current = settings.GOMAIL
+        updates = {
+            name: getattr(current, name).model_copy(update=values)
+            for name, values in sections.items()
+        }
+        settings.GOMAIL = current.model_copy(update=updates)
+
+    return change
+
+
+@pytest.fixture
+def api_key(db: None) -> tuple[ApiKey, str]:
+    return ApiKey.create_key("test client")
+
+
+@pytest.fixture
+def client_with_key(api_key: tuple[ApiKey, str]) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key[1]}")
+    return client

@@ -1,0 +1,32 @@
+"""Settings for the test suite: the project's settings against a test moto server.
+
+The moto server is started by ``tests/conftest.py`` on a free port chosen here, before the
+configuration is loaded, so every process the tests start (workers included) inherits it.
+"""
+
+import os
+import socket
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+os.environ.setdefault("GOMAIL_TEST_MOTO_PORT", str(_free_port()))
+os.environ.setdefault(
+    "GOMAIL_AWS__ENDPOINT_URL", f"http://127.0.0.1:{os.environ['GOMAIL_TEST_MOTO_PORT']}"
+)
+# A config file a developer keeps for `make run` must not leak into the tests.
+os.environ.setdefault("GOMAIL_CONFIG", os.path.join(os.path.dirname(__file__), "gomail.test.yaml"))
+for variable, value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}.items():
+    os.environ.setdefault(variable, value)
+
+from gomail_site.settings import *  # noqa: E402, F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,114 @@
+"""The configuration is validated at start-up, with errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gomail_site.config import ConfigError, GomailConfig, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def no_environment_overrides(monkeypatch):
+    # The test settings override the endpoint from the environment; these tests read files only.
+    monkeypatch.delenv("GOMAIL_AWS__ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("GOMAIL_CONFIG", raising=False)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_example_config_loads_and_equals_the_embedded_defaults():
+    assert load_config(REPO / "config.yaml.example") == GomailConfig()
+
+
+def test_no_file_at_the_default_path_means_embedded_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    config = load_config()
+
+    assert config.sqs.incoming_queues == ["gomail-incoming-1", "gomail-incoming-2"]
+    assert config.api.require_auth is True
+
+
+def test_gomail_config_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOMAIL_CONFIG", str(write(tmp_path, "api:\n  max_body_size_bytes: 100\n")))
+
+    assert load_config().api.max_body_size_bytes == 100
+
+
+def test_an_explicitly_named_file_must_exist(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read configuration file"):
+        load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("aws:\n  region: ''\n", "aws.region"),
+        ("sqs:\n  incoming_queues: []\n", "sqs.incoming_queues"),
+        ("api:\n  max_body_size_bytes: -1\n", "api.max_body_size_bytes"),
+        ("api:\n  max_body_size_bytes: 300000\n", "api.max_body_size_bytes"),
+        ("health:\n  healthy_threshold: 0\n", "health.healthy_threshold"),
+        ("health:\n  unhealthy_threshold: many\n", "health.unhealthy_threshold"),
+        ("pipeline:\n  interval_milliseconds: 1\n", "pipeline.interval_milliseconds"),
+        ("aws:\n  client_timeout_seconds: 0\n", "aws.client_timeout_seconds"),
+        ("aws:\n  endpoint_url: not a url\n", "aws.endpoint_url"),
+        ("sqs:\n  incoming_queues: [a, a]\n", "sqs.incoming_queues"),
+        ("sqs:\n  incoming_queues: ['bad name!']\n", "sqs.incoming_queues.0"),
+        ("sqs:\n  visibility_timeout_seconds: 5\n", "sqs.visibility_timeout_seconds"),
+        ("sqs:\n  max_receive_count: 5000\n", "sqs.max_receive_count"),
+        (
+            "providers:\n  sendgrid:\n    timeout_seconds: -3\n",
+            "providers.sendgrid.timeout_seconds",
+        ),
+        ("api:\n  max_body_size: 10\n", "api.max_body_size"),
+        ("apii:\n  require_auth: false\n", "apii"),
+    ],
+)
+def test_each_invalid_value_names_its_key(tmp_path, text, key):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text))
+
+    assert f"  {key}: " in str(error.value)
+
+
+def test_every_invalid_key_is_reported_at_once(tmp_path):
+    text = "aws:\n  region: ''\nhealth:\n  healthy_threshold: 0\n"
+
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, text))
+
+    assert "aws.region" in str(error.value)
+    assert "health.healthy_threshold" in str(error.value)
+
+
+@pytest.mark.parametrize("text", ["aws: [unclosed\n", "- a list\n- not a mapping\n"])
+def test_a_file_that_is_not_a_mapping_is_refused(tmp_path, text):
+    with pytest.raises(ConfigError, match=r"config\.yaml"):
+        load_config(write(tmp_path, text))
+
+
+def test_the_environment_overrides_a_key_of_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOMAIL_AWS__REGION", "eu-west-1")
+
+    config = load_config(write(tmp_path, "aws:\n  region: us-east-2\n"))
+
+    assert config.aws.region == "eu-west-1"
+
+
+def test_a_wrong_environment_override_names_its_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOMAIL_HEALTH__UNHEALTHY_THRESHOLD", "-2")
+
+    with pytest.raises(ConfigError, match=r"health\.unhealthy_threshold"):
+        load_config(write(tmp_path, ""))
+
+
+def test_endpoint_can_be_unset_for_real_aws(tmp_path):
+    assert load_config(write(tmp_path, "aws:\n  endpoint_url: null\n")).aws.endpoint_url is None
