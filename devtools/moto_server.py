@@ -8,6 +8,9 @@ Two concurrent ReceiveMessage calls can hand out the same message, and a DeleteM
 receive can resurrect a deleted message (DESIGN.md section 12). Any test asserting "delivered
 exactly once" would then measure moto's duplicates, not ours. This launcher therefore runs every
 request to the backends under one process-wide lock. See :class:`SerialisingMiddleware`.
+One deliberate exception: an SQS long poll (WaitTimeSeconds > 0) releases the lock while it
+waits between its receive attempts, each of which runs locked. See
+:func:`_install_long_poll_release`.
 
 Development tool only: it must not import Django or any product package.
 """
@@ -37,6 +40,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 _READY_TIMEOUT_SECONDS = 10.0
 _STOP_TIMEOUT_SECONDS = 10.0
+# How often the serving loop checks for stop(): bounds how long stop() takes.
+_POLL_INTERVAL_SECONDS = 0.1
 # moto's own long-poll wait returns at once while a queue holds visible messages it may not
 # hand out (FIFO groups in flight); without a short pause our retry loop would spin on the lock.
 _MIN_LONG_POLL_PAUSE_SECONDS = 0.02
@@ -89,9 +94,9 @@ _PATCH_LOCK = threading.Lock()
 class SerialisingMiddleware:
     """WSGI middleware running each request, body iteration included, under the backend lock.
 
-    The response body is read into memory before the lock is released: moto builds some bodies
-    lazily, and an iterable consumed after release would read backend state unlocked again.
-    Buffering also means the lock is never left held by a client that stops reading.
+    The response body is read into memory before the lock is released: WSGI lets an app return
+    a lazy iterable, and one consumed after the release could read backend state unlocked.
+    Buffering also means the lock is never held while writing to a slow or stalled client.
     """
 
     def __init__(self, app: WSGIApp) -> None:
@@ -217,7 +222,10 @@ def start_moto_server(host: str = DEFAULT_HOST, port: int = 0) -> MotoServer:
     """
     server = _make_server(host, port)
     thread = threading.Thread(
-        target=server.serve_forever, name=f"moto-server:{server.server_address[1]}", daemon=True
+        target=server.serve_forever,
+        kwargs={"poll_interval": _POLL_INTERVAL_SECONDS},
+        name=f"moto-server:{server.server_address[1]}",
+        daemon=True,
     )
     thread.start()
     moto = MotoServer(server, thread)

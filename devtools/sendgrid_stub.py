@@ -1,0 +1,653 @@
+"""A local stand-in for SendGrid's v3 mail send API, with run-time fault injection.
+
+Run it in the foreground with ``python -m devtools.sendgrid_stub [--host H] [--port P]
+[--api-key KEY]``, or in-process with :func:`start_sendgrid_stub` (tests, scripts).
+
+HTTP endpoints:
+
+- ``POST /v3/mail/send``: SendGrid's contract. ``Authorization: Bearer <key>`` must match the
+  configured key (else 401); bodies over 30 MiB get 413; the minimal payload SendGrid requires is
+  validated (else 400 naming the ``field``). Success: 202, empty body, ``X-Message-Id`` header,
+  and the message is recorded. Errors use SendGrid's shape
+  ``{"errors": [{"message": ..., "field": ..., "help": null}]}``.
+- ``GET /_stub/config``, ``POST /_stub/config``: read / merge the fault configuration
+  ``{"failRate": 0..1, "failStatus": 400..599, "delayMs": int, "retryAfterSeconds": int|null}``.
+- ``GET /_stub/messages``: ``{"messages": [...], "attempts": n, "failures": n}``.
+- ``POST /_stub/reset``: clear messages, counters and configuration.
+
+Fault injection is deterministic: among authenticated sends (counted as ``attempts`` since the
+last reset), the n-th fails when ``floor(n * failRate) > floor((n - 1) * failRate)``, so 0.5
+fails exactly every second send. Fault injection runs before payload validation, as an outage
+at SendGrid would. ``delayMs`` delays every answer of ``/v3/mail/send``; a send whose client
+gave up waiting is still recorded, as SendGrid would still deliver it.
+
+The API key and message bodies are never logged. Development tool only: it must not import
+Django or any product package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hmac
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
+from fractions import Fraction
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType, TracebackType
+from typing import Any, TypeGuard
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5001
+DEFAULT_API_KEY = "SG.local-stand-in-key"
+MAX_BODY_BYTES = 30 * 1024 * 1024
+MAX_DELAY_MS = 600_000
+MAX_RETRY_AFTER_SECONDS = 86_400
+# An oversized body is read and discarded up to this size, so that clients which write the
+# whole body before reading the answer (urllib, requests) see the 413 instead of a reset.
+_MAX_DRAIN_BYTES = 64 * 1024 * 1024
+_IDLE_CONNECTION_TIMEOUT_SECONDS = 60
+_STOP_TIMEOUT_SECONDS = 10.0
+# How often the serving loop checks for stop(): bounds how long stop() takes.
+_POLL_INTERVAL_SECONDS = 0.1
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+def sendgrid_error(message: str, field: str | None = None) -> dict[str, Any]:
+    """SendGrid's error body: ``{"errors": [{"message", "field", "help"}]}``."""
+    return {"errors": [{"message": message, "field": field, "help": None}]}
+
+
+class PayloadError(ValueError):
+    """A mail send payload SendGrid would refuse; ``field`` names the offending field."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class ConfigError(ValueError):
+    """An invalid fault configuration; ``field`` names the offending key."""
+
+    def __init__(self, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+# --- payload validation -------------------------------------------------------------------
+
+
+def validate_mail(payload: object) -> None:
+    """Raise :class:`PayloadError` unless ``payload`` has the minimal shape SendGrid requires."""
+    if not isinstance(payload, dict):
+        raise PayloadError(None, "The request body must be a JSON object.")
+    _check_personalizations(payload.get("personalizations"))
+    _check_from(payload.get("from"))
+    _check_subject(payload)
+    _check_content(payload.get("content"))
+
+
+def _check_personalizations(personalizations: object) -> None:
+    if not isinstance(personalizations, list) or not personalizations:
+        raise PayloadError(
+            "personalizations",
+            "The personalizations field is required and must have at least one personalization.",
+        )
+    for index, personalization in enumerate(personalizations):
+        field = f"personalizations.{index}"
+        if not isinstance(personalization, dict):
+            raise PayloadError(field, "Each personalization must be a JSON object.")
+        to = personalization.get("to")
+        if not isinstance(to, list) or not to:
+            raise PayloadError(
+                f"{field}.to",
+                "The to array is required for all personalization objects, and must have at "
+                "least one email object with a valid email address.",
+            )
+        for kind in ("to", "cc", "bcc"):
+            _check_address_list(personalization.get(kind, []), f"{field}.{kind}")
+
+
+def _check_address_list(addresses: object, field: str) -> None:
+    if not isinstance(addresses, list):
+        raise PayloadError(field, "Must be an array of email objects.")
+    for index, address in enumerate(addresses):
+        _check_address(address, f"{field}.{index}")
+
+
+def _check_address(address: object, field: str) -> None:
+    email = address.get("email") if isinstance(address, dict) else None
+    if not isinstance(email, str) or not _EMAIL_RE.match(email):
+        raise PayloadError(f"{field}.email", "Does not contain a valid address.")
+
+
+def _check_from(sender: object) -> None:
+    email = sender.get("email") if isinstance(sender, dict) else None
+    if not isinstance(email, str) or not _EMAIL_RE.match(email):
+        raise PayloadError(
+            "from.email",
+            "The from object must be provided for every email send. It is an object that "
+            "requires an email parameter, but may also contain a name parameter.",
+        )
+
+
+def _check_subject(payload: dict[str, Any]) -> None:
+    if _is_text(payload.get("subject")):
+        return
+    if all(_is_text(p.get("subject")) for p in payload["personalizations"]):
+        return
+    raise PayloadError(
+        "subject",
+        "The subject is required. You can get around this requirement if every "
+        "personalization has a subject defined.",
+    )
+
+
+def _check_content(content: object) -> None:
+    if not isinstance(content, list) or not content:
+        raise PayloadError(
+            "content",
+            "The content parameter is required. There must be at least one defined content block.",
+        )
+    for index, item in enumerate(content):
+        block = item if isinstance(item, dict) else {}
+        if not _is_text(block.get("type")):
+            raise PayloadError(f"content.{index}.type", "The content type is required.")
+        if not _is_text(block.get("value")):
+            raise PayloadError(
+                f"content.{index}.value",
+                "The content value must be a string at least one character in length.",
+            )
+    types = [block["type"] for block in content]
+    if "text/plain" in types and types[0] != "text/plain":
+        raise PayloadError(
+            "content.0.type",
+            "The text/plain content type must be first, followed by text/html, then any other "
+            "content.",
+        )
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+# --- fault configuration and recorded state -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StubConfig:
+    """The fault configuration; JSON keys are camelCase (``failRate``, ...)."""
+
+    fail_rate: float = 0.0
+    fail_status: int = 500
+    delay_ms: int = 0
+    retry_after_seconds: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {_camel(f.name): getattr(self, f.name) for f in fields(self)}
+
+    def merged(self, updates: Mapping[str, object]) -> StubConfig:
+        """A copy with camelCase ``updates`` applied; :class:`ConfigError` if any is invalid."""
+        known = {_camel(f.name): f.name for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for key, value in updates.items():
+            if key not in known:
+                raise ConfigError(
+                    key, f"Unknown config key {key!r}; expected one of {sorted(known)}."
+                )
+            changes[known[key]] = _VALIDATORS[key](key, value)
+        return replace(self, **changes)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _valid_fail_rate(key: str, value: object) -> float:
+    if _is_real(value) and 0 <= value <= 1:
+        return float(value)
+    raise ConfigError(key, f"{key} must be a number from 0 to 1.")
+
+
+def _valid_fail_status(key: str, value: object) -> int:
+    if _is_integer(value) and 400 <= value <= 599:
+        return value
+    raise ConfigError(key, f"{key} must be an integer HTTP error status from 400 to 599.")
+
+
+def _valid_delay_ms(key: str, value: object) -> int:
+    if _is_integer(value) and 0 <= value <= MAX_DELAY_MS:
+        return value
+    raise ConfigError(key, f"{key} must be an integer from 0 to {MAX_DELAY_MS}.")
+
+
+def _valid_retry_after(key: str, value: object) -> int | None:
+    if value is None or (_is_integer(value) and 0 <= value <= MAX_RETRY_AFTER_SECONDS):
+        return value
+    raise ConfigError(key, f"{key} must be null or an integer from 0 to {MAX_RETRY_AFTER_SECONDS}.")
+
+
+def _is_integer(value: object) -> TypeGuard[int]:
+    # JSON true/false arrive as bool, a subclass of int; they are not numbers here.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> TypeGuard[int | float]:
+    return _is_integer(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+_VALIDATORS = {
+    "failRate": _valid_fail_rate,
+    "failStatus": _valid_fail_status,
+    "delayMs": _valid_delay_ms,
+    "retryAfterSeconds": _valid_retry_after,
+}
+
+
+def fails(n: int, rate: float) -> bool:
+    """Whether the n-th send (1-based) fails at ``rate``: ``floor(n*r) > floor((n-1)*r)``."""
+    # Exact decimal arithmetic: with floats, 29 * 0.29 lands just below an integer and the
+    # failure would move by one send.
+    exact = Fraction(repr(rate))
+    return math.floor(n * exact) > math.floor((n - 1) * exact)
+
+
+class StubState:
+    """Configuration, recorded messages and counters, behind one lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._config = StubConfig()
+        self._messages: list[dict[str, Any]] = []
+        self._attempts = 0
+        self._failures = 0
+
+    def config(self) -> StubConfig:
+        with self._lock:
+            return self._config
+
+    def configure(self, updates: Mapping[str, object]) -> StubConfig:
+        """Merge camelCase ``updates`` atomically (all or nothing); return the new config."""
+        with self._lock:
+            self._config = self._config.merged(updates)
+            return self._config
+
+    def next_send(self) -> tuple[StubConfig, bool]:
+        """Count one send; return the config it runs under and whether it must fail."""
+        with self._lock:
+            self._attempts += 1
+            failing = fails(self._attempts, self._config.fail_rate)
+            if failing:
+                self._failures += 1
+            return self._config, failing
+
+    def record(self, payload: Any) -> str:
+        """Record an accepted message; return its new unique message id."""
+        message_id = secrets.token_urlsafe(16)
+        received_at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        with self._lock:
+            self._messages.append(
+                {"messageId": message_id, "receivedAt": received_at, "payload": payload}
+            )
+        return message_id
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"messages": [...], "attempts": n, "failures": n}``; the caller may not mutate it."""
+        with self._lock:
+            return {
+                "messages": list(self._messages),
+                "attempts": self._attempts,
+                "failures": self._failures,
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self._config = StubConfig()
+            self._messages = []
+            self._attempts = 0
+            self._failures = 0
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+class _StubServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], api_key: str) -> None:
+        super().__init__(address, _StubHandler)
+        self.api_key = api_key
+        self.state = StubState()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out and hung up is an expected event here (delayMs), not a bug.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _StubHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = _IDLE_CONNECTION_TIMEOUT_SECONDS
+    server: _StubServer
+
+    def do_GET(self) -> None:
+        if self.path == "/_stub/config":
+            self._send_json(200, self.server.state.config().to_json())
+        elif self.path == "/_stub/messages":
+            self._send_json(200, self.server.state.snapshot())
+        else:
+            self._not_found()
+
+    def do_POST(self) -> None:
+        routes = {
+            "/v3/mail/send": self._mail_send,
+            "/_stub/config": self._post_config,
+            "/_stub/reset": self._post_reset,
+        }
+        handler = routes.get(self.path)
+        if handler is None:
+            self._not_found()
+        else:
+            handler()
+
+    # -- /v3/mail/send
+
+    def _mail_send(self) -> None:
+        delay_ms = self.server.state.config().delay_ms
+        if delay_ms:
+            time.sleep(delay_ms / 1000)
+        body = self._read_body()
+        if body is None:
+            return
+        if not self._authorized():
+            self._send_json(
+                401,
+                sendgrid_error("The provided authorization grant is invalid, expired, or revoked"),
+            )
+            return
+        config, failing = self.server.state.next_send()
+        if failing:
+            self._send_injected_failure(config)
+            return
+        self._accept(body)
+
+    def _authorized(self) -> bool:
+        header = self.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        expected = self.server.api_key.encode()
+        return scheme == "Bearer" and hmac.compare_digest(key.strip().encode(), expected)
+
+    def _accept(self, body: bytes) -> None:
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            self._send_json(400, sendgrid_error("The request body is not valid JSON."))
+            return
+        try:
+            validate_mail(payload)
+        except PayloadError as exc:
+            self._send_json(400, sendgrid_error(exc.message, exc.field))
+            return
+        message_id = self.server.state.record(payload)
+        self._send(202, b"", {"X-Message-Id": message_id})
+
+    def _send_injected_failure(self, config: StubConfig) -> None:
+        status = config.fail_status
+        headers = {}
+        if status == 429:
+            retry_after = 1 if config.retry_after_seconds is None else config.retry_after_seconds
+            # Rounded up: a client sleeping until the reset must not come back early.
+            headers["X-RateLimit-Reset"] = str(math.ceil(time.time()) + retry_after)
+            headers["Retry-After"] = str(retry_after)
+        message = f"{_reason(status)} (injected by the SendGrid stand-in)"
+        self._send_json(status, sendgrid_error(message), headers)
+
+    # -- /_stub/...
+
+    def _post_config(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        try:
+            updates = json.loads(body or b"{}")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            self._send_json(400, sendgrid_error("The config body is not valid JSON."))
+            return
+        if not isinstance(updates, dict):
+            self._send_json(400, sendgrid_error("The config body must be a JSON object."))
+            return
+        try:
+            config = self.server.state.configure(updates)
+        except ConfigError as exc:
+            self._send_json(400, sendgrid_error(exc.message, exc.field))
+            return
+        self._send_json(200, config.to_json())
+
+    def _post_reset(self) -> None:
+        if self._read_body() is None:
+            return
+        self.server.state.reset()
+        self._send_json(200, {"reset": True})
+
+    # -- plumbing
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None after answering 411/413/400 for an unreadable one."""
+        if "Transfer-Encoding" in self.headers:
+            # Chunked bodies are not supported; every SendGrid client sends a Content-Length.
+            self._send_json(411, sendgrid_error("Content-Length is required."), close=True)
+            return None
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None:
+            return b""
+        try:
+            length = int(raw_length)
+            if length < 0:
+                raise ValueError(raw_length)
+        except ValueError:
+            self._send_json(400, sendgrid_error("Invalid Content-Length."), close=True)
+            return None
+        if length > MAX_BODY_BYTES:
+            self._drain(length)
+            self._send_json(
+                413, sendgrid_error("The request body exceeds the 30 MB limit."), close=True
+            )
+            return None
+        return self.rfile.read(length)
+
+    def _drain(self, length: int) -> None:
+        remaining = min(length, _MAX_DRAIN_BYTES)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1024 * 1024))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+
+    def _not_found(self) -> None:
+        # The body is left unread, so the connection cannot be reused.
+        message = f"No route for {self.command} {self.path}."
+        self._send_json(404, sendgrid_error(message), close=True)
+
+    def _send_json(
+        self,
+        status: int,
+        document: object,
+        headers: Mapping[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
+        extra = {"Content-Type": "application/json", **(headers or {})}
+        if close:
+            extra["Connection"] = "close"
+            self.close_connection = True
+        self._send(status, json.dumps(document).encode(), extra)
+
+    def _send(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Only the request line and status reach the log: never headers (the API key) or bodies.
+        logger.info("%s %s", self.address_string(), format % args)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+# --- Python API ------------------------------------------------------------------------------
+
+
+def default_api_key() -> str:
+    """``$SENDGRID_API_KEY`` if set and non-empty, else :data:`DEFAULT_API_KEY`."""
+    return os.environ.get("SENDGRID_API_KEY") or DEFAULT_API_KEY
+
+
+class SendGridStub:
+    """A running SendGrid stand-in in a daemon thread. Use :func:`start_sendgrid_stub`."""
+
+    _KWARGS = {f.name: _camel(f.name) for f in fields(StubConfig)}
+
+    def __init__(self, server: _StubServer, thread: threading.Thread) -> None:
+        self._server = server
+        self._thread = thread
+        self.host: str = server.server_address[0]
+        self.port: int = server.server_address[1]
+        self.url: str = f"http://{self.host}:{self.port}"
+        self.api_key: str = server.api_key
+
+    def configure(self, **kwargs: object) -> dict[str, Any]:
+        """Merge snake_case options (``fail_rate``, ``fail_status``, ``delay_ms``,
+        ``retry_after_seconds``) into the fault config; return it as JSON (camelCase).
+        Raises :class:`ConfigError` (a ``ValueError``) and changes nothing if any is invalid.
+        """
+        unknown = sorted(set(kwargs) - set(self._KWARGS))
+        if unknown:
+            raise ConfigError(unknown[0], f"Unknown option {unknown[0]!r}.")
+        updates = {self._KWARGS[name]: value for name, value in kwargs.items()}
+        return self._server.state.configure(updates).to_json()
+
+    def config(self) -> dict[str, Any]:
+        """The current fault config, as ``GET /_stub/config`` returns it."""
+        return self._server.state.config().to_json()
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Copies of the recorded messages: ``{"messageId", "receivedAt", "payload"}``."""
+        return copy.deepcopy(self._server.state.snapshot()["messages"])
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of what ``GET /_stub/messages`` returns (messages, attempts, failures)."""
+        return copy.deepcopy(self._server.state.snapshot())
+
+    def reset(self) -> None:
+        """Clear messages, counters and config, as ``POST /_stub/reset`` does."""
+        self._server.state.reset()
+
+    def stop(self) -> None:
+        """Stop accepting requests and close the listening socket. Idempotent."""
+        if self._thread.is_alive():
+            self._server.shutdown()
+            self._thread.join(_STOP_TIMEOUT_SECONDS)
+        self._server.server_close()
+
+    def __enter__(self) -> SendGridStub:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"SendGridStub(url={self.url!r})"
+
+
+def start_sendgrid_stub(
+    host: str = DEFAULT_HOST, port: int = 0, api_key: str | None = None
+) -> SendGridStub:
+    """Start the stand-in in a daemon thread; it accepts connections when this returns.
+
+    ``port=0`` picks a free port (see ``.port`` / ``.url``). ``api_key=None`` means
+    :func:`default_api_key`. Raises ``OSError`` when the address cannot be bound.
+    """
+    # The socket is bound and listening once the constructor returns: no readiness poll needed.
+    server = _StubServer((host, port), api_key or default_api_key())
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": _POLL_INTERVAL_SECONDS},
+        name=f"sendgrid-stub:{server.server_address[1]}",
+        daemon=True,
+    )
+    thread.start()
+    return SendGridStub(server, thread)
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (installs the handlers; main thread only)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    return stop
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point: serve until SIGINT/SIGTERM, then return 0."""
+    parser = argparse.ArgumentParser(description="Local SendGrid stand-in.")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to bind (default %(default)s)"
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default %(default)s)")
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        help="accepted API key (default: $SENDGRID_API_KEY, else the built-in local key)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    # Handlers first: a signal arriving right after the "listening" line must still exit cleanly.
+    stop = _stop_on_signals()
+    stub = start_sendgrid_stub(args.host, args.port, args.api_key)
+    print(f"SendGrid stand-in listening on {stub.url}", flush=True)
+    try:
+        # Short waits in a loop, so the main thread gets back to run the signal handler.
+        while not stop.wait(0.5):
+            pass
+    finally:
+        stub.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

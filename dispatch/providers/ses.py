@@ -1,0 +1,212 @@
+"""Amazon SES (classic v1 API, ``SendEmail``) as a Gomail provider.
+
+The boto3 client is built elsewhere (from configuration) and handed in, so the same code talks to
+real SES or to a local moto server; only the client's endpoint differs.
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import formataddr
+from typing import Any, NamedTuple
+
+from botocore import exceptions as boto_errors
+
+from dispatch.providers.base import OutgoingEmail, Provider, SendResult, with_ascii_domain
+from dispatch.providers.errors import ErrorKind, ProviderError
+
+# SES error codes (``ClientError.response["Error"]["Code"]``) and whose fault they are.
+# A code missing here is TRANSIENT whatever its status: an error we have not met must never
+# dead-letter a message; at worst it delays it and marks SES unhealthy.
+SES_ERROR_KINDS: dict[str, ErrorKind] = {
+    # The message's fault: SES will never send this one.
+    "MessageRejected": ErrorKind.PERMANENT,
+    "InvalidParameterValue": ErrorKind.PERMANENT,
+    # SES's fault or its rate limits: try again later.
+    "Throttling": ErrorKind.TRANSIENT,
+    "ThrottlingException": ErrorKind.TRANSIENT,
+    "ServiceUnavailable": ErrorKind.TRANSIENT,
+    "InternalFailure": ErrorKind.TRANSIENT,
+    # Our account or configuration: every message would fail the same way.
+    "AccountSendingPausedException": ErrorKind.PROVIDER_CONFIG,
+    "MailFromDomainNotVerifiedException": ErrorKind.PROVIDER_CONFIG,
+    "ConfigurationSetDoesNotExist": ErrorKind.PROVIDER_CONFIG,
+    "AccessDenied": ErrorKind.PROVIDER_CONFIG,
+    "InvalidClientTokenId": ErrorKind.PROVIDER_CONFIG,
+    "SignatureDoesNotMatch": ErrorKind.PROVIDER_CONFIG,
+    "UnrecognizedClientException": ErrorKind.PROVIDER_CONFIG,
+}
+
+
+class BotocoreErrorRule(NamedTuple):
+    """How a botocore exception raised before any SES answer is classified."""
+
+    exception: type[Exception]
+    kind: ErrorKind
+    outcome_unknown: bool
+    description: str
+
+
+# Failures of the exchange itself, most specific class first (the first isinstance match wins).
+# The reason is this fixed description plus the endpoint, never str(exc): botocore's messages can
+# quote request parameters (ParamValidationError quotes the body).
+BOTOCORE_ERROR_RULES: tuple[BotocoreErrorRule, ...] = (
+    # The request was sent and no answer came in time: SES may have accepted it.
+    BotocoreErrorRule(
+        boto_errors.ReadTimeoutError, ErrorKind.TRANSIENT, True, "no answer before the read timeout"
+    ),
+    # Raised when the connection drops after the request was written (urllib3 ProtocolError,
+    # e.g. RemoteDisconnected while waiting for the answer), so SES may have acted on it.
+    BotocoreErrorRule(
+        boto_errors.ConnectionClosedError,
+        ErrorKind.TRANSIENT,
+        True,
+        "connection closed before an answer",
+    ),
+    # Could not connect at all (refused, DNS, connect timeout, proxy, TLS handshake): not sent.
+    BotocoreErrorRule(
+        boto_errors.EndpointConnectionError, ErrorKind.TRANSIENT, False, "could not connect"
+    ),
+    BotocoreErrorRule(
+        boto_errors.ConnectTimeoutError, ErrorKind.TRANSIENT, False, "connect timeout"
+    ),
+    BotocoreErrorRule(boto_errors.ConnectionError, ErrorKind.TRANSIENT, False, "could not connect"),
+    # Credentials are signed in before sending, so nothing left the process.
+    BotocoreErrorRule(
+        boto_errors.NoCredentialsError, ErrorKind.PROVIDER_CONFIG, False, "no AWS credentials"
+    ),
+    BotocoreErrorRule(
+        boto_errors.PartialCredentialsError,
+        ErrorKind.PROVIDER_CONFIG,
+        False,
+        "incomplete AWS credentials",
+    ),
+    BotocoreErrorRule(
+        boto_errors.CredentialRetrievalError,
+        ErrorKind.PROVIDER_CONFIG,
+        False,
+        "could not retrieve AWS credentials",
+    ),
+    BotocoreErrorRule(
+        boto_errors.NoRegionError, ErrorKind.PROVIDER_CONFIG, False, "no AWS region configured"
+    ),
+    # botocore refused our request locally: a bug in build_payload, so not the message's fault
+    # and never a reason to dead-letter it.
+    BotocoreErrorRule(
+        boto_errors.ParamValidationError,
+        ErrorKind.TRANSIENT,
+        False,
+        "request failed local parameter validation",
+    ),
+    # Anything else the HTTP layer or botocore raises: assume the request may have gone out.
+    BotocoreErrorRule(
+        boto_errors.HTTPClientError, ErrorKind.TRANSIENT, True, "HTTP client failure"
+    ),
+    BotocoreErrorRule(boto_errors.BotoCoreError, ErrorKind.TRANSIENT, True, "botocore failure"),
+)
+
+# SES message tags allow only these characters; an id outside them is simply not tagged,
+# because a tag SES refuses would reject the whole message (InvalidParameterValue).
+_TAG_VALUE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+_LINE_BREAK = re.compile(r"[\r\n]")
+
+
+class SesProvider(Provider):
+    """Sends through SES ``SendEmail`` with a boto3 ``ses`` client.
+
+    Build the client with botocore retries off (``Config(retries={"total_max_attempts": 1})``)
+    and explicit connect/read timeouts: botocore retries read timeouts on its own, which would
+    resend an email whose first attempt may have been delivered and hide the possible duplicate.
+    Gomail retries through its queue instead. boto3 clients are thread-safe, so one provider may
+    serve concurrent sends.
+    """
+
+    name = "ses"
+
+    def __init__(self, client: Any) -> None:
+        """``client``: ``boto3.client("ses", ...)`` (region, endpoint and credentials set)."""
+        self._client = client
+
+    def build_payload(self, email: OutgoingEmail) -> dict[str, Any]:
+        """``SendEmail`` keyword arguments for ``email``.
+
+        From and To are ``formataddr`` mailboxes: a non-ASCII display name becomes an RFC 2047
+        encoded word (SES requires that) and an IDN domain becomes punycode (SES requires ASCII
+        addresses). Raises ``ProviderError(PERMANENT)`` for an address SES cannot carry (non-ASCII
+        local part, invalid domain) or a display name containing a line break.
+        """
+        payload: dict[str, Any] = {
+            "Source": self._mailbox(email.from_email, email.from_name, role="sender"),
+            "Destination": {
+                "ToAddresses": [self._mailbox(email.to_email, email.to_name, role="recipient")]
+            },
+            "Message": {
+                # SES accepts an empty subject; the mail simply has none.
+                "Subject": {"Data": email.subject, "Charset": "UTF-8"},
+                "Body": {"Text": {"Data": email.body, "Charset": "UTF-8"}},
+            },
+        }
+        if _TAG_VALUE.fullmatch(email.message_id):
+            # Travels with SES's event notifications (with a configuration set), so a bounce or
+            # complaint can be traced to our record, as SendGrid's custom_args are.
+            payload["Tags"] = [{"Name": "gomail_id", "Value": email.message_id}]
+        return payload
+
+    def post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Call ``SendEmail``; botocore exceptions propagate to ``classify_error``."""
+        return self._client.send_email(**payload)
+
+    def parse_answer(self, answer: dict[str, Any]) -> SendResult:
+        """The SES ``MessageId`` is the provider message id."""
+        return SendResult(provider_message_id=answer["MessageId"])
+
+    def classify_error(self, error: Exception) -> ProviderError:
+        """Map a ``ClientError`` through ``SES_ERROR_KINDS`` and other botocore exceptions
+        through ``BOTOCORE_ERROR_RULES``; anything else is TRANSIENT with an unknown outcome."""
+        if isinstance(error, boto_errors.ClientError):
+            return self._classify_client_error(error)
+        for rule in BOTOCORE_ERROR_RULES:
+            if isinstance(error, rule.exception):
+                endpoint = getattr(error, "kwargs", {}).get("endpoint_url")
+                reason = f"{rule.description} ({endpoint})" if endpoint else rule.description
+                return self.error(
+                    rule.kind,
+                    reason,
+                    code=type(error).__name__,
+                    outcome_unknown=rule.outcome_unknown,
+                )
+        return self.error(
+            ErrorKind.TRANSIENT,
+            f"unexpected {type(error).__name__} while sending",
+            code=type(error).__name__,
+            outcome_unknown=True,
+        )
+
+    def _classify_client_error(self, error: boto_errors.ClientError) -> ProviderError:
+        # SES answered, so it did not accept the message: the outcome is known.
+        details = error.response.get("Error", {})
+        code = details.get("Code") or "Unknown"
+        status_code = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        kind = SES_ERROR_KINDS.get(code, ErrorKind.TRANSIENT)
+        message = details.get("Message") or ""
+        return self.error(
+            kind,
+            f"{code}: {message}" if message else code,
+            status_code=status_code,
+            code=code,
+        )
+
+    def _mailbox(self, address: str, display_name: str, *, role: str) -> str:
+        try:
+            ascii_address = with_ascii_domain(address)
+        except ValueError as exc:
+            raise self.error(ErrorKind.PERMANENT, f"{role} address: {exc}") from exc
+        if not ascii_address.isascii():
+            # SES v1 has no SMTPUTF8: a non-ASCII local part has no ASCII form it would accept.
+            raise self.error(
+                ErrorKind.PERMANENT, f"SES cannot send with a non-ASCII {role} local part"
+            )
+        if _LINE_BREAK.search(display_name):
+            # formataddr leaves an ASCII name as it is, so a line break would inject a header.
+            raise self.error(ErrorKind.PERMANENT, f"{role} name contains a line break")
+        return formataddr((display_name, ascii_address), charset="utf-8")

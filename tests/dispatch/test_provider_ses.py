@@ -1,0 +1,463 @@
+"""SesProvider against a real moto server over HTTP (no mocks of boto3).
+
+The error tables are also checked by classifying real botocore exception objects built with each
+code or class: that is data, not a mock.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.header import decode_header, make_header
+from typing import Any
+
+import boto3
+import pytest
+from botocore import exceptions as boto_errors
+from botocore.config import Config
+
+from devtools.moto_server import MotoServer, start_moto_server
+from dispatch.providers import (
+    PROVIDER_CLASSES,
+    ErrorKind,
+    OutgoingEmail,
+    ProviderError,
+    SesProvider,
+)
+from dispatch.providers.ses import BOTOCORE_ERROR_RULES, SES_ERROR_KINDS
+
+SENDER = "sender@example.com"
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with start_moto_server(host="127.0.0.1", port=0) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def fake_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Fake credentials only, and no way to find real ones (files, profiles, instance metadata)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def moto_ses(moto: MotoServer) -> MotoServer:
+    """The shared moto server, emptied, with SENDER verified."""
+    moto.reset()
+    ses_client(moto.url).verify_email_identity(EmailAddress=SENDER)
+    return moto
+
+
+def ses_client(endpoint_url: str, *, read_timeout: float = 10.0) -> Any:
+    # A fresh session each time, so credentials are looked up now, not cached from an earlier
+    # test. Retries off, as production builds it: botocore's own retries would hide what happened.
+    return boto3.session.Session().client(
+        "ses",
+        region_name=REGION,
+        endpoint_url=endpoint_url,
+        config=Config(
+            retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=read_timeout
+        ),
+    )
+
+
+def sent_messages(moto: MotoServer) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{moto.url}/moto-api/data.json", timeout=10) as response:
+        return json.load(response)["ses"]["Message"]
+
+
+def make_email(**overrides: str) -> OutgoingEmail:
+    fields = {
+        "message_id": "0b6f2a1e-5c1d-4a8e-9d1f-2f0c1e9a7b33",
+        "from_email": SENDER,
+        "from_name": "Gomail",
+        "to_email": "reader@example.org",
+        "to_name": "Reader",
+        "subject": "Hello",
+        "body": "Plain text body",
+    }
+    fields.update(overrides)
+    return OutgoingEmail(**fields)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def client_error(code: str, status: int = 400, message: str = "details") -> boto_errors.ClientError:
+    response = {
+        "Error": {"Code": code, "Message": message, "Type": "Sender"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return boto_errors.ClientError(response, "SendEmail")  # type: ignore[arg-type]
+
+
+# --- sending through moto ------------------------------------------------------------------
+
+
+def test_send_delivers_encoded_names_idn_subject_and_body(moto_ses: MotoServer) -> None:
+    provider = SesProvider(ses_client(moto_ses.url))
+    email = make_email(
+        from_name="Zoë Ünïcode",
+        to_email="leser@bücher.example",
+        to_name="Doe, John",
+        subject="Grüße ✓ 日本",
+        body="Zeile 1\nZeile 2 ✓",
+    )
+
+    result = provider.send(email)
+
+    [message] = sent_messages(moto_ses)
+    assert result.provider_message_id == message["id"]
+    assert message["source"].isascii()
+    assert message["source"] == "=?utf-8?b?Wm/DqyDDnG7Dr2NvZGU=?= <sender@example.com>"
+    assert str(make_header(decode_header(message["source"]))) == "Zoë Ünïcode <sender@example.com>"
+    # IDN domain in punycode; an ASCII name with a comma is quoted, not encoded.
+    assert message["destinations"] == {"ToAddresses": ['"Doe, John" <leser@xn--bcher-kva.example>']}
+    assert message["subject"] == "Grüße ✓ 日本"
+    assert message["body"] == "Zeile 1\nZeile 2 ✓"
+
+
+def test_send_without_names_uses_bare_addresses(moto_ses: MotoServer) -> None:
+    SesProvider(ses_client(moto_ses.url)).send(make_email(from_name="", to_name=""))
+
+    [message] = sent_messages(moto_ses)
+    assert message["source"] == SENDER
+    assert message["destinations"] == {"ToAddresses": ["reader@example.org"]}
+
+
+def test_empty_subject_is_sent_as_empty(moto_ses: MotoServer) -> None:
+    SesProvider(ses_client(moto_ses.url)).send(make_email(subject=""))
+
+    [message] = sent_messages(moto_ses)
+    assert message["subject"] == ""
+
+
+def test_payload_carries_utf8_charsets_and_the_gomail_id_tag() -> None:
+    payload = SesProvider(client=None).build_payload(make_email())
+
+    assert payload["Message"]["Subject"]["Charset"] == "UTF-8"
+    assert payload["Message"]["Body"]["Text"]["Charset"] == "UTF-8"
+    assert payload["Tags"] == [{"Name": "gomail_id", "Value": make_email().message_id}]
+
+
+def test_message_id_ses_cannot_tag_is_sent_untagged() -> None:
+    payload = SesProvider(client=None).build_payload(make_email(message_id="sqs:id/with+chars"))
+
+    assert "Tags" not in payload
+
+
+def test_unverified_sender_is_permanent(moto_ses: MotoServer) -> None:
+    provider = SesProvider(ses_client(moto_ses.url))
+
+    with pytest.raises(ProviderError) as caught:
+        provider.send(make_email(from_email="stranger@unverified.example"))
+
+    error = caught.value
+    assert error.kind is ErrorKind.PERMANENT
+    assert error.code == "MessageRejected"
+    assert error.status_code == 400
+    assert error.provider == "ses"
+    assert error.outcome_unknown is False
+    assert error.counts_against_health is False
+    assert "MessageRejected" in error.reason
+    assert sent_messages(moto_ses) == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason_part"),
+    [
+        ({"to_email": "jörg@example.org"}, "non-ASCII recipient local part"),
+        ({"to_email": "no-at-sign"}, "recipient address"),
+        ({"to_email": "someone@exa\u200dmple.org"}, "recipient address"),  # ZWJ: invalid IDNA
+        ({"from_name": "Evil\r\nBcc: victim@example.org"}, "sender name contains a line break"),
+        ({"to_name": "Evil\nBcc: victim@example.org"}, "recipient name contains a line break"),
+    ],
+)
+def test_addresses_ses_cannot_carry_are_permanent_and_not_sent(
+    moto_ses: MotoServer, overrides: dict[str, str], reason_part: str
+) -> None:
+    provider = SesProvider(ses_client(moto_ses.url))
+
+    with pytest.raises(ProviderError) as caught:
+        provider.send(make_email(**overrides))
+
+    assert caught.value.kind is ErrorKind.PERMANENT
+    assert caught.value.outcome_unknown is False
+    assert reason_part in caught.value.reason
+    assert sent_messages(moto_ses) == []
+
+
+def test_unreachable_endpoint_is_transient_and_known_not_sent() -> None:
+    provider = SesProvider(ses_client(f"http://127.0.0.1:{closed_port()}"))
+
+    with pytest.raises(ProviderError) as caught:
+        provider.send(make_email())
+
+    error = caught.value
+    assert error.kind is ErrorKind.TRANSIENT
+    assert error.code == "EndpointConnectionError"
+    assert error.outcome_unknown is False
+    assert error.counts_against_health is True
+
+
+@contextmanager
+def server_that_never_answers(*, hang_up: bool) -> Iterator[tuple[str, threading.Event]]:
+    """A real HTTP listener that reads one whole request and never answers it.
+
+    Yields its URL and an event set once the complete request has arrived. With ``hang_up`` it
+    then closes the connection; without, it holds it open until the client gives up.
+    """
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        received = threading.Event()
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                received.set()
+                if not hang_up:
+                    while conn.recv(65536):
+                        pass
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", received
+        thread.join(5)
+
+
+def test_no_answer_before_read_timeout_is_transient_with_unknown_outcome() -> None:
+    with server_that_never_answers(hang_up=False) as (url, received):
+        provider = SesProvider(ses_client(url, read_timeout=0.5))
+
+        with pytest.raises(ProviderError) as caught:
+            provider.send(make_email())
+
+    assert received.is_set()
+    assert caught.value.kind is ErrorKind.TRANSIENT
+    assert caught.value.code == "ReadTimeoutError"
+    assert caught.value.outcome_unknown is True
+
+
+def test_connection_closed_after_the_request_is_transient_with_unknown_outcome() -> None:
+    # botocore's ConnectionClosedError comes after the request was written: the provider had it
+    # and may have acted on it, so a retry may duplicate the email.
+    with server_that_never_answers(hang_up=True) as (url, received):
+        provider = SesProvider(ses_client(url))
+
+        with pytest.raises(ProviderError) as caught:
+            provider.send(make_email())
+
+    assert received.is_set()
+    assert caught.value.kind is ErrorKind.TRANSIENT
+    assert caught.value.code == "ConnectionClosedError"
+    assert caught.value.outcome_unknown is True
+
+
+def test_missing_credentials_are_provider_config(
+    moto_ses: MotoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name)
+    provider = SesProvider(ses_client(moto_ses.url))
+
+    with pytest.raises(ProviderError) as caught:
+        provider.send(make_email())
+
+    assert caught.value.kind is ErrorKind.PROVIDER_CONFIG
+    assert caught.value.code == "NoCredentialsError"
+    assert caught.value.counts_against_health is True
+
+
+def test_unexpected_exception_is_transient_unknown_and_keeps_the_body_out(
+    moto_ses: MotoServer,
+) -> None:
+    # A botocore event hook (the fault-injection point DESIGN.md names) raising a bug-like error
+    # after the request is built: send() must still raise only ProviderError.
+    client = ses_client(moto_ses.url)
+    secret_body = "the confidential body"
+
+    def explode(**kwargs: Any) -> None:
+        raise RuntimeError(f"bug quoting {secret_body}")
+
+    client.meta.events.register("before-send.ses.SendEmail", explode)
+
+    with pytest.raises(ProviderError) as caught:
+        SesProvider(client).send(make_email(body=secret_body))
+
+    error = caught.value
+    assert error.kind is ErrorKind.TRANSIENT
+    assert error.outcome_unknown is True
+    assert error.code == "RuntimeError"
+    assert secret_body not in error.reason
+    assert isinstance(error.__cause__, RuntimeError)
+
+
+def test_bug_while_building_the_request_is_transient_and_known_not_sent(
+    moto_ses: MotoServer,
+) -> None:
+    # A malformed email (None where text belongs) makes build_payload fail: a bug, not the
+    # message's fault, so never PERMANENT; nothing left the process, so the outcome is known.
+    email = make_email(from_name=None)  # type: ignore[arg-type]
+
+    with pytest.raises(ProviderError) as caught:
+        SesProvider(ses_client(moto_ses.url)).send(email)
+
+    assert caught.value.kind is ErrorKind.TRANSIENT
+    assert caught.value.outcome_unknown is False
+    assert caught.value.code == "TypeError"
+    assert sent_messages(moto_ses) == []
+
+
+# --- the tables ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("code", "kind"), sorted(SES_ERROR_KINDS.items()))
+def test_ses_error_code_table(code: str, kind: ErrorKind) -> None:
+    error = SesProvider(client=None).classify_error(client_error(code, status=400))
+
+    assert error.kind is kind
+    assert error.code == code
+    assert error.status_code == 400
+    assert error.outcome_unknown is False  # SES answered: it did not take the message
+    assert error.counts_against_health is (kind is not ErrorKind.PERMANENT)
+
+
+def test_ses_error_code_table_matches_the_design() -> None:
+    expected = {
+        "MessageRejected": ErrorKind.PERMANENT,
+        "InvalidParameterValue": ErrorKind.PERMANENT,
+        "Throttling": ErrorKind.TRANSIENT,
+        "ThrottlingException": ErrorKind.TRANSIENT,
+        "ServiceUnavailable": ErrorKind.TRANSIENT,
+        "InternalFailure": ErrorKind.TRANSIENT,
+        "AccountSendingPausedException": ErrorKind.PROVIDER_CONFIG,
+        "MailFromDomainNotVerifiedException": ErrorKind.PROVIDER_CONFIG,
+        "ConfigurationSetDoesNotExist": ErrorKind.PROVIDER_CONFIG,
+        "AccessDenied": ErrorKind.PROVIDER_CONFIG,
+        "InvalidClientTokenId": ErrorKind.PROVIDER_CONFIG,
+        "SignatureDoesNotMatch": ErrorKind.PROVIDER_CONFIG,
+        "UnrecognizedClientException": ErrorKind.PROVIDER_CONFIG,
+    }
+    assert expected == SES_ERROR_KINDS
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 500, 503])
+def test_unknown_ses_error_code_is_transient_whatever_the_status(status: int) -> None:
+    error = SesProvider(client=None).classify_error(client_error("SomethingNew", status=status))
+
+    assert error.kind is ErrorKind.TRANSIENT
+    assert error.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("exception", "kind", "outcome_unknown"),
+    [
+        (boto_errors.EndpointConnectionError(endpoint_url="http://x"), ErrorKind.TRANSIENT, False),
+        (boto_errors.ConnectTimeoutError(endpoint_url="http://x"), ErrorKind.TRANSIENT, False),
+        (
+            boto_errors.ProxyConnectionError(proxy_url="http://proxy"),
+            ErrorKind.TRANSIENT,
+            False,
+        ),
+        (boto_errors.ReadTimeoutError(endpoint_url="http://x"), ErrorKind.TRANSIENT, True),
+        # Raised when the connection drops after the request was written: may have been sent.
+        (
+            boto_errors.ConnectionClosedError(endpoint_url="http://x"),
+            ErrorKind.TRANSIENT,
+            True,
+        ),
+        (boto_errors.HTTPClientError(error="boom"), ErrorKind.TRANSIENT, True),
+        (boto_errors.NoCredentialsError(), ErrorKind.PROVIDER_CONFIG, False),
+        (
+            boto_errors.PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"),
+            ErrorKind.PROVIDER_CONFIG,
+            False,
+        ),
+        (boto_errors.NoRegionError(), ErrorKind.PROVIDER_CONFIG, False),
+        (boto_errors.ParamValidationError(report="bad"), ErrorKind.TRANSIENT, False),
+        (ValueError("not botocore at all"), ErrorKind.TRANSIENT, True),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
+)
+def test_botocore_exception_table(
+    exception: Exception, kind: ErrorKind, outcome_unknown: bool
+) -> None:
+    error = SesProvider(client=None).classify_error(exception)
+
+    assert error.kind is kind
+    assert error.outcome_unknown is outcome_unknown
+    assert error.code == type(exception).__name__
+    assert error.status_code is None
+
+
+def test_every_botocore_rule_is_reachable() -> None:
+    # First match wins: a rule shadowed by an earlier, broader one would be dead.
+    for index, rule in enumerate(BOTOCORE_ERROR_RULES):
+        for earlier in BOTOCORE_ERROR_RULES[:index]:
+            assert not issubclass(rule.exception, earlier.exception), (rule, earlier)
+
+
+def test_botocore_reasons_never_quote_the_request() -> None:
+    report = "Invalid type for parameter Message.Body.Text.Data, value: the confidential body"
+
+    error = SesProvider(client=None).classify_error(boto_errors.ParamValidationError(report=report))
+
+    assert "confidential" not in error.reason
+
+
+# --- the shared contract, seen through SES -------------------------------------------------
+
+
+def test_provider_error_survives_pickling() -> None:
+    error = SesProvider(client=None).classify_error(client_error("Throttling", status=400))
+
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+
+    assert repr(copy) == repr(error)
+    assert copy.kind is ErrorKind.TRANSIENT
+    assert str(copy) == str(error)
+
+
+def test_reasons_are_one_short_line() -> None:
+    message = "line one\nline two " + "x" * 2000
+
+    error = SesProvider(client=None).classify_error(client_error("Throttling", message=message))
+
+    assert "\n" not in error.reason
+    assert len(error.reason) <= 500
+
+
+def test_outgoing_email_repr_leaves_the_body_out() -> None:
+    assert "Plain text body" not in repr(make_email())
+
+
+def test_ses_is_registered_under_its_name() -> None:
+    assert PROVIDER_CLASSES["ses"] is SesProvider
+    assert SesProvider.name == "ses"
