@@ -23,7 +23,9 @@ install: $(STAMP)
 
 ## Set up and run the whole service on embedded defaults (Ctrl-C stops everything).
 run: $(STAMP)
+	mkdir -p .run
 	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py createcachetable
 	$(BIN)/python manage.py collectstatic --noinput -v0
 	$(BIN)/python manage.py create_demo_account
 	$(BIN)/honcho start -f Procfile

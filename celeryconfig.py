@@ -10,11 +10,9 @@ from urllib.parse import urlsplit
 
 from kombu import Queue
 
-from gomail_site.config import get_config
+from gomail_site.config import PIPELINE_QUEUE, get_config
 
 _config = get_config()
-PIPELINE_QUEUE = "pipeline"
-PROVIDER_QUEUES = list(_config.providers.model_fields)
 
 
 def _broker_url() -> tuple[str, bool]:
@@ -44,13 +42,14 @@ if _config.celery.queue_urls:
         name: {"url": str(url)} for name, url in _config.celery.queue_urls.items()
     }
 
-task_queues = [Queue(PIPELINE_QUEUE), *(Queue(name) for name in PROVIDER_QUEUES)]
+task_queues = [Queue(name) for name in _config.celery_queues]
 task_default_queue = PIPELINE_QUEUE
 task_create_missing_queues = False
 task_routes = {"dispatch.tasks.run_pipeline": {"queue": PIPELINE_QUEUE}}
 
-task_serializer = "json"
-accept_content = ["json"]
+# UTF-8 JSON (registered in gomail_site.celery); plain "json" still read, e.g. from beat.
+task_serializer = "gomail-json"
+accept_content = ["gomail-json", "json"]
 result_backend = None
 task_ignore_result = True
 

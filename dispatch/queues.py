@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 
 from gomail_site.aws import aws_client
-from gomail_site.config import SqsConfig
+from gomail_site.config import CeleryConfig, SqsConfig
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,16 @@ def ensure_queues(sqs_config: SqsConfig) -> QueueSetup:
         for name in sqs_config.incoming_queues
     }
     return QueueSetup(dead_letter_url=dead_letter_url, incoming_urls=incoming)
+
+
+def ensure_celery_queues(celery: CeleryConfig, names: list[str]) -> dict[str, str]:
+    """Create Celery's broker queues (``<prefix><name>``) with its visibility timeout.
+
+    kombu would create them on first use too, but with predefined queues (production) it
+    never creates anything, and a worker should not be the first to find a queue missing.
+    """
+    attributes = {"VisibilityTimeout": str(celery.visibility_timeout_seconds)}
+    return {name: _ensure_queue(f"{celery.queue_name_prefix}{name}", attributes) for name in names}
 
 
 def verify_ses_identities(identities: list[str]) -> None:

@@ -24,7 +24,7 @@ runs (`rotate_routes`) rather than always pass it in configuration order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -106,6 +106,32 @@ def batches(items: Sequence[T], batch_size: int) -> list[list[T]]:
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     return [list(items[start : start + batch_size]) for start in range(0, len(items), batch_size)]
+
+
+def batches_within(
+    items: Sequence[T], batch_size: int, max_total: int, size_of: Callable[[T], int]
+) -> list[list[T]]:
+    """Like `batches`, but each batch's `size_of` sum also stays within `max_total`.
+
+    Consecutive and in order; an item larger than `max_total` on its own still gets a batch of
+    its own (the caller decides whether such an item may exist). Raises ValueError when
+    `batch_size` < 1.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    result: list[list[T]] = []
+    current: list[T] = []
+    total = 0
+    for item in items:
+        size = size_of(item)
+        if current and (len(current) == batch_size or total + size > max_total):
+            result.append(current)
+            current, total = [], 0
+        current.append(item)
+        total += size
+    if current:
+        result.append(current)
+    return result
 
 
 def _equal_shares(total: int, names: Sequence[str]) -> dict[str, int]:

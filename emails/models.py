@@ -111,6 +111,14 @@ class Email(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     provider_message_id = models.CharField(max_length=255, blank=True)
     last_error = models.TextField(blank=True)
+    # Providers that rejected the message as its own fault, with their reasons: it is not
+    # offered to them again, and when every enabled provider is in here it is dead-lettered.
+    rejections = models.JSONField(default=dict, blank=True)
+    # Set while a worker sends it; a claim older than the queue's visibility timeout is stale.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # Attempts whose outcome was unknown (a timeout after submission, a worker lost mid-send):
+    # each may have delivered a copy, so a later success may be a duplicate.
+    unknown_outcomes = models.PositiveIntegerField(default=0)
     queue = models.CharField(max_length=80, blank=True, help_text="Incoming SQS queue")
     api_key = models.ForeignKey(
         ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="emails"
@@ -131,3 +139,26 @@ class Email(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} to {self.to_email} ({self.status})"
+
+
+class Attempt(models.Model):
+    """One provider call for one email: the delivery history the admin shows."""
+
+    class Outcome(models.TextChoices):
+        SENT = "sent"
+        TRANSIENT = "transient"
+        PROVIDER_CONFIG = "provider_config"
+        PERMANENT = "permanent"
+
+    email = models.ForeignKey(Email, on_delete=models.CASCADE, related_name="attempt_log")
+    provider = models.CharField(max_length=32)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    error = models.TextField(blank=True)
+    outcome_unknown = models.BooleanField(default=False)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.outcome}"

@@ -8,7 +8,7 @@ import random
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
-from emails.wire import WireEmail
+from emails.wire import TASK_PAYLOAD_LIMIT, WireEmail, dispatch_bytes
 from gomail_site.aws import aws_client, queue_url
 from gomail_site.config import SQS_MAX_MESSAGE_BYTES
 
@@ -35,8 +35,13 @@ def enqueue(email: WireEmail, queue_name: str) -> str:
     ``QueueUnavailable`` when SQS cannot be reached or refuses the call.
     """
     body = email.encode()
-    if len(body.encode("utf-8")) > SQS_MAX_MESSAGE_BYTES:
-        raise MessageTooLarge(f"message {email.id} is over {SQS_MAX_MESSAGE_BYTES} bytes")
+    # Both SQS's own limit and the send task's: a message that could not be dispatched to a
+    # worker would be accepted only to be dead-lettered.
+    if (
+        len(body.encode("utf-8")) > SQS_MAX_MESSAGE_BYTES
+        or dispatch_bytes(body) > TASK_PAYLOAD_LIMIT
+    ):
+        raise MessageTooLarge(f"message {email.id} is too large to queue and dispatch")
     try:
         answer = aws_client("sqs").send_message(QueueUrl=queue_url(queue_name), MessageBody=body)
     except (BotoCoreError, ClientError) as exc:

@@ -28,6 +28,14 @@ REQUIRED_WIRE_FIELDS = ("fromEmail", "toEmail", "body")
 # #x10000-#x10FFFF. moto accepts more, so the API must check this itself.
 SQS_DISALLOWED_CHARACTERS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
+# A send_batch task carries the SQS bodies of its batch (Celery's JSON, base64 in kombu's
+# envelope) and is itself an SQS message of at most 256 KiB; this much is for the bodies.
+TASK_PAYLOAD_LIMIT = 240_000
+# What else a message costs in a task besides its body: its fields as JSON at SQS's documented
+# maxima (receipt handle 1,024 characters, message id 100, queue name 80, keys and receive
+# count: 1,290 bytes), and the task's own arguments (provider, batch id: about 120 bytes).
+MESSAGE_OVERHEAD_BYTES = 1_536
+
 # A fixed namespace so that the same foreign SQS message always derives the same id.
 FOREIGN_ID_NAMESPACE = uuid.UUID("6b1f4e8e-3c55-4a8e-9d51-6d2f0f7c1a10")
 
@@ -61,6 +69,12 @@ class WireEmail:
 def has_disallowed_characters(text: str) -> bool:
     """True when ``text`` holds a character SQS refuses in a message body."""
     return SQS_DISALLOWED_CHARACTERS.search(text) is not None
+
+
+def dispatch_bytes(body: str) -> int:
+    """How many bytes the SQS body ``body`` takes in a ``send_batch`` task (an upper bound)."""
+    text = len(json.dumps(body, ensure_ascii=False).encode("utf-8")) + MESSAGE_OVERHEAD_BYTES
+    return -(-text // 3) * 4  # base64
 
 
 def derive_id(sqs_message_id: str) -> str:

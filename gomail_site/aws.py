@@ -25,21 +25,25 @@ def endpoint_of(aws: AwsConfig) -> str | None:
 
 
 @lru_cache(maxsize=16)
-def _client(service: str, aws: AwsConfig) -> Any:
+def _client(service: str, aws: AwsConfig, attempts: int) -> Any:
     # boto3 clients are thread-safe once built; sessions are not, so each client gets its own.
     config = Config(
         connect_timeout=aws.client_timeout_seconds,
         read_timeout=aws.client_timeout_seconds,
-        retries={"max_attempts": 3, "mode": "standard"},
+        retries={"total_max_attempts": attempts, "mode": "standard"},
     )
     return boto3.session.Session().client(
         service, region_name=aws.region, endpoint_url=endpoint_of(aws), config=config
     )
 
 
-def aws_client(service: str) -> Any:
-    """A boto3 client for ``service`` ("sqs", "ses") per the current configuration."""
-    return _client(service, settings.GOMAIL.aws)
+def aws_client(service: str, *, attempts: int = 3) -> Any:
+    """A boto3 client for ``service`` ("sqs", "ses") per the current configuration.
+
+    ``attempts`` bounds botocore's own retries; a call that must not be repeated blindly
+    (sending an email: a retry after a read timeout could deliver it twice) passes 1.
+    """
+    return _client(service, settings.GOMAIL.aws, attempts)
 
 
 def queue_url(name: str) -> str:

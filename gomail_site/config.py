@@ -33,6 +33,8 @@ DEFAULT_CONFIG_PATH = Path("config.yaml")
 SQS_MAX_MESSAGE_BYTES = 262_144
 MAX_BODY_SIZE_LIMIT = SQS_MAX_MESSAGE_BYTES - 4_096
 
+PIPELINE_QUEUE = "pipeline"
+
 QueueName = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_-]+$")]
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -163,6 +165,11 @@ class GomailConfig(BaseSettings):
         if self.pipeline.backoff_max_seconds < self.pipeline.backoff_base_seconds:
             raise ValueError("pipeline.backoff_max_seconds must be >= backoff_base_seconds")
         return self
+
+    @property
+    def celery_queues(self) -> list[str]:
+        """Celery's queues: the pipeline's, then one per provider (named after it)."""
+        return [PIPELINE_QUEUE, *ProvidersConfig.model_fields]
 
     @property
     def enabled_providers(self) -> list[str]:

@@ -19,6 +19,8 @@ GOMAIL = get_config()
 DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 # The development key only ever signs local sessions; production sets DJANGO_SECRET_KEY.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "django-insecure-gomail-local-development-only")
+# The local SendGrid stand-in accepts this key; production sets the real one.
+SENDGRID_API_KEY = os.environ.get("SENDGRID_API_KEY", "SG.local-stand-in-key")
 ALLOWED_HOSTS = [
     host.strip()
     for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")

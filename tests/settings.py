@@ -6,6 +6,7 @@ configuration is loaded, so every process the tests start (workers included) inh
 
 import os
 import socket
+import tempfile
 
 
 def _free_port() -> int:
@@ -30,3 +31,10 @@ for variable, value in {
 from gomail_site.settings import *  # noqa: E402, F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # A file, not SQLite's in-memory default: Celery workers started by the tests (other
+    # processes) must see the same test database.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": os.path.join(tempfile.gettempdir(), f"gomail-test-{os.getpid()}.sqlite3")
+    }

@@ -33,11 +33,21 @@ def test_bootstrap_twice_gives_the_same_queues_with_redrive(moto_server):
     second = queue_state()
 
     assert first.keys() == second.keys()
-    assert len(first) == len(sqs_config.incoming_queues) + 1
+    names = {url.rsplit("/", 1)[1] for url in second}
+    celery = settings.GOMAIL.celery
+    assert names == {
+        *sqs_config.incoming_queues,
+        sqs_config.dead_letter_queue,
+        *(f"{celery.queue_name_prefix}{name}" for name in ("pipeline", "ses", "sendgrid")),
+    }
     dead_letter = next(url for url in first if url.endswith(sqs_config.dead_letter_queue))
     dead_letter_arn = first[dead_letter]["QueueArn"]
     for url, attributes in second.items():
         if url == dead_letter:
+            assert "RedrivePolicy" not in attributes
+            continue
+        if url.rsplit("/", 1)[1].startswith(celery.queue_name_prefix):
+            assert attributes["VisibilityTimeout"] == str(celery.visibility_timeout_seconds)
             assert "RedrivePolicy" not in attributes
             continue
         redrive = json.loads(attributes["RedrivePolicy"])

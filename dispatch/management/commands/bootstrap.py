@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -8,8 +9,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dispatch.queues import ensure_queues, verify_ses_identities
-from gomail_site.aws import aws_client
+from dispatch.queues import ensure_celery_queues, ensure_queues, verify_ses_identities
+from gomail_site.aws import aws_client, queue_url
 
 
 class Command(BaseCommand):
@@ -26,13 +27,28 @@ class Command(BaseCommand):
             metavar="SECONDS",
             help="Wait up to SECONDS for the AWS endpoint to answer (for a moto just starting)",
         )
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Create nothing: wait (see --wait) until the incoming queues exist",
+        )
 
-    def handle(self, *args: Any, wait: float, **options: Any) -> None:
+    def handle(self, *args: Any, wait: float, check: bool, **options: Any) -> None:
+        if check:
+            self._wait_for_queues(wait)
+            return
         call_command("createcachetable", verbosity=0)
         self._wait_for_sqs(wait)
         gomail = settings.GOMAIL
         try:
             setup = ensure_queues(gomail.sqs)
+            celery_queues = (
+                {}
+                if gomail.celery.queue_urls
+                else ensure_celery_queues(
+                    gomail.celery, ["pipeline", *gomail.providers.model_fields]
+                )
+            )
             if gomail.providers.ses.enabled:
                 verify_ses_identities(gomail.providers.ses.verify_identities)
         except (BotoCoreError, ClientError) as exc:
@@ -40,13 +56,25 @@ class Command(BaseCommand):
         self.stdout.write(f"dead-letter queue: {setup.dead_letter_url}")
         for name, url in setup.incoming_urls.items():
             self.stdout.write(f"incoming queue {name}: {url}")
+        for name, url in celery_queues.items():
+            self.stdout.write(f"celery queue {name}: {url}")
+
+    @staticmethod
+    def _wait_for_queues(seconds: float) -> None:
+        Command._wait_for(
+            seconds, lambda: [queue_url(name) for name in settings.GOMAIL.sqs.incoming_queues]
+        )
 
     @staticmethod
     def _wait_for_sqs(seconds: float) -> None:
+        Command._wait_for(seconds, lambda: aws_client("sqs").list_queues(MaxResults=1))
+
+    @staticmethod
+    def _wait_for(seconds: float, probe: Callable[[], object]) -> None:
         deadline = time.monotonic() + seconds
         while True:
             try:
-                aws_client("sqs").list_queues(MaxResults=1)
+                probe()
                 return
             except (BotoCoreError, ClientError) as exc:
                 if time.monotonic() >= deadline:

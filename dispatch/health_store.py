@@ -1,0 +1,137 @@
+"""Provider health and batch outcomes in the Django DB cache (DESIGN.md section 7).
+
+Writers are kept apart so that DatabaseCache's non-atomic updates never lose anything:
+- the pipeline, under its lease, is the only writer of health states and of the list of
+  batches pending per provider;
+- a ``send_batch`` task writes only the outcome key of its own batch.
+The pipeline folds the outcomes it finds, in dispatch order, into the health states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from django.core.cache import cache
+
+from dispatch.health import BatchOutcome, HealthState, Observation, Thresholds, fold
+from dispatch.health import observation_from_outcome as _observation
+
+HEALTH_KEY = "dispatch:health:{provider}"
+PENDING_KEY = "dispatch:pending:{provider}"
+OUTCOME_KEY = "dispatch:outcome:{batch_id}"
+RUN_COUNTER_KEY = "dispatch:pipeline-runs"
+OUTCOME_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """A batch the pipeline dispatched and whose outcome it has not folded yet."""
+
+    batch_id: str
+    size: int
+    dispatched_at: str  # ISO-8601
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PendingBatch:
+        return cls(**data)
+
+
+def fold_pending(
+    state: HealthState,
+    pending: Sequence[PendingBatch],
+    outcomes: dict[str, dict[str, Any]],
+    thresholds: Thresholds,
+    now: datetime,
+    give_up_before: datetime,
+) -> tuple[HealthState, list[PendingBatch]]:
+    """Fold the outcomes of pending batches into ``state``, in dispatch order.
+
+    Returns the new state and the batches still pending: those without an outcome yet and
+    dispatched at or after ``give_up_before``. Older ones are dropped without an observation
+    (their worker died and their messages were read again; an unknown batch says nothing
+    about the provider). Pure: no I/O.
+    """
+    observations: list[Observation] = []
+    still_pending: list[PendingBatch] = []
+    for batch in pending:
+        outcome = outcomes.get(batch.batch_id)
+        if outcome is not None:
+            observation = _observation(outcome, now)
+            if observation is not None:
+                observations.append(observation)
+        elif datetime.fromisoformat(batch.dispatched_at) >= give_up_before:
+            still_pending.append(batch)
+    return fold(state, observations, thresholds), still_pending
+
+
+def load_state(provider: str) -> HealthState:
+    return HealthState.from_dict(cache.get(HEALTH_KEY.format(provider=provider)))
+
+
+def save_state(provider: str, state: HealthState) -> None:
+    cache.set(HEALTH_KEY.format(provider=provider), state.to_dict(), timeout=None)
+
+
+def load_pending(provider: str) -> list[PendingBatch]:
+    stored = cache.get(PENDING_KEY.format(provider=provider)) or []
+    return [PendingBatch.from_dict(item) for item in stored]
+
+
+def save_pending(provider: str, pending: Iterable[PendingBatch]) -> None:
+    cache.set(
+        PENDING_KEY.format(provider=provider), [asdict(batch) for batch in pending], timeout=None
+    )
+
+
+def write_outcome(batch_id: str, outcome: BatchOutcome) -> None:
+    """Called by the worker that settled ``batch_id``: the only writer of this key."""
+    # Expires in a day: an outcome that arrives after its batch was given up is not kept forever.
+    cache.set(OUTCOME_KEY.format(batch_id=batch_id), outcome.to_dict(), timeout=OUTCOME_TTL_SECONDS)
+
+
+def read_outcomes(batch_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    keys = {OUTCOME_KEY.format(batch_id=batch_id): batch_id for batch_id in batch_ids}
+    found = cache.get_many(list(keys))
+    return {keys[key]: value for key, value in found.items()}
+
+
+def forget_outcomes(batch_ids: Iterable[str]) -> None:
+    cache.delete_many([OUTCOME_KEY.format(batch_id=batch_id) for batch_id in batch_ids])
+
+
+def next_run_number() -> int:
+    """A counter of pipeline runs (written by the pipeline only), to rotate provider order."""
+    number = int(cache.get(RUN_COUNTER_KEY) or 0)
+    cache.set(RUN_COUNTER_KEY, number + 1, timeout=None)
+    return number
+
+
+@dataclass(frozen=True)
+class ProviderHealth:
+    """What the admin and the API show of one provider."""
+
+    name: str
+    enabled: bool
+    state: HealthState
+    pending_batches: int
+    in_flight: int
+
+
+def provider_health(providers: Iterable[tuple[str, bool]]) -> list[ProviderHealth]:
+    """The health of each ``(name, enabled)`` provider, as the pipeline last left it."""
+    result = []
+    for name, enabled in providers:
+        pending = load_pending(name)
+        result.append(
+            ProviderHealth(
+                name=name,
+                enabled=enabled,
+                state=load_state(name),
+                pending_batches=len(pending),
+                in_flight=sum(batch.size for batch in pending),
+            )
+        )
+    return result

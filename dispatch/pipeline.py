@@ -1,0 +1,187 @@
+"""The pipeline run (DESIGN.md section 5): fold health, read the queues, split, dispatch.
+
+One run at a time (a database lease). Each step's decision is a pure function from
+``reading``, ``splitting`` and ``health``; this module only gathers their inputs and acts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from dispatch import health_store, lease
+from dispatch.health import HealthState, Thresholds
+from dispatch.health_store import PendingBatch
+from dispatch.inbox import ReceivedMessage, read_levels, read_messages
+from dispatch.reading import plan_reads, read_allowance
+from dispatch.settlement import Action, Verdict, apply_settlement, plan_settlement
+from dispatch.splitting import ProviderRoute, batches_within, plan_split, rotate_routes
+from emails import records
+from emails.wire import TASK_PAYLOAD_LIMIT, UndecodableMessage, decode, dispatch_bytes
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_LEASE = "pipeline"
+
+# Sends one batch to a provider's Celery queue: (provider, batch_id, messages) -> None.
+Dispatcher = Callable[[str, str, Sequence[ReceivedMessage]], None]
+
+
+@dataclass
+class RunReport:
+    """What one run did, for logs, metrics and tests."""
+
+    ran: bool
+    read: int = 0
+    dispatched: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    too_large: int = 0
+    health: dict[str, bool] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def fold_health(providers: Sequence[str], thresholds: Thresholds) -> dict[str, HealthState]:
+    """Fold every available batch outcome into its provider's health; return the states."""
+    now = timezone.now()
+    give_up_before = now - timedelta(seconds=2 * settings.GOMAIL.sqs.visibility_timeout_seconds)
+    states = {}
+    for name in providers:
+        pending = health_store.load_pending(name)
+        outcomes = health_store.read_outcomes(batch.batch_id for batch in pending)
+        before = health_store.load_state(name)
+        state, still_pending = health_store.fold_pending(
+            before, pending, outcomes, thresholds, now, give_up_before
+        )
+        if state != before:
+            health_store.save_state(name, state)
+            if state.healthy != before.healthy:
+                logger.warning(
+                    "provider %s is now %s (%s)",
+                    name,
+                    "healthy" if state.healthy else "unhealthy",
+                    state.last_error or "recovered",
+                )
+        if len(still_pending) != len(pending):
+            health_store.save_pending(name, still_pending)
+        health_store.forget_outcomes(outcomes)
+        states[name] = state
+    return states
+
+
+def run_pipeline(dispatch: Dispatcher) -> RunReport:
+    """One pipeline run, or none if another run holds the lease."""
+    gomail = settings.GOMAIL
+    with lease.held(PIPELINE_LEASE, gomail.pipeline.lease_seconds) as mine:
+        if not mine:
+            logger.info("pipeline run skipped: another run is in progress")
+            return RunReport(ran=False)
+        return _run(dispatch)
+
+
+def _run(dispatch: Dispatcher) -> RunReport:
+    started = time.monotonic()
+    gomail = settings.GOMAIL
+    providers = gomail.enabled_providers
+    if not providers:
+        logger.error("no provider is enabled: nothing is read")
+        return RunReport(ran=True)
+    thresholds = Thresholds(
+        healthy=gomail.health.healthy_threshold, unhealthy=gomail.health.unhealthy_threshold
+    )
+    states = fold_health(providers, thresholds)
+    routes = rotate_routes(
+        [ProviderRoute(name, states[name].healthy) for name in providers],
+        health_store.next_run_number(),
+    )
+    pending = {name: health_store.load_pending(name) for name in providers}
+    allowance = read_allowance(
+        routes,
+        capacity={name: getattr(gomail.providers, name).max_in_flight for name in providers},
+        in_flight={name: sum(batch.size for batch in batches) for name, batches in pending.items()},
+    )
+    queues = gomail.sqs.incoming_queues
+    with ThreadPoolExecutor(max_workers=gomail.pipeline.max_readers) as pool:
+        levels = read_levels(queues, pool)
+        quotas = plan_reads(
+            levels,
+            max_in_flight=gomail.pipeline.max_in_flight_per_queue,
+            max_readers=gomail.pipeline.max_readers,
+            allowance=allowance,
+        )
+        readers = [
+            (queue, quota) for queue, plan in zip(queues, quotas, strict=True) for quota in plan
+        ]
+        messages = read_messages(readers, pool)
+
+    report = RunReport(
+        ran=True, read=len(messages), health={n: s.healthy for n, s in states.items()}
+    )
+    messages, too_large = _fitting(messages)
+    report.too_large = len(too_large)
+    now = timezone.now().isoformat()
+    for name, share in plan_split(messages, routes).items():
+        for batch in batches_within(
+            share, gomail.pipeline.batch_size, TASK_PAYLOAD_LIMIT, lambda m: dispatch_bytes(m.body)
+        ):
+            batch_id = uuid.uuid4().hex
+            try:
+                dispatch(name, batch_id, batch)
+            except Exception:
+                # The messages stay invisible until their timeout, then are read again.
+                logger.exception("could not dispatch batch %s to %s", batch_id, name)
+                continue
+            pending[name].append(PendingBatch(batch_id, len(batch), now))
+            report.batches += 1
+            report.dispatched[name] = report.dispatched.get(name, 0) + len(batch)
+        health_store.save_pending(name, pending[name])
+    report.seconds = time.monotonic() - started
+    if report.read:
+        logger.info(
+            "pipeline run: read %d, dispatched %s in %d batches (%.2fs)",
+            report.read,
+            report.dispatched,
+            report.batches,
+            report.seconds,
+        )
+    return report
+
+
+def _fitting(
+    messages: Sequence[ReceivedMessage],
+) -> tuple[list[ReceivedMessage], list[Verdict]]:
+    """Dead-letter the messages too large to fit in any ``send_batch`` task; return the rest.
+
+    Only another producer can queue one (the API refuses them). Dispatched, its task would be
+    refused by SQS on every run until the queue's redrive moved it without a reason.
+    """
+    fitting: list[ReceivedMessage] = []
+    too_large: list[Verdict] = []
+    for message in messages:
+        size = dispatch_bytes(message.body)
+        if size <= TASK_PAYLOAD_LIMIT:
+            fitting.append(message)
+            continue
+        try:
+            email_id: str | None = decode(message.body, message.sqs_message_id).id
+        except UndecodableMessage:
+            email_id = None
+        reason = f"too large to dispatch: {size} bytes in a task, over {TASK_PAYLOAD_LIMIT}"
+        logger.warning("message %s: %s", message.sqs_message_id, reason)
+        too_large.append(Verdict(message, Action.DEAD_LETTER, reason=reason, email_id=email_id))
+    if too_large:
+        gomail = settings.GOMAIL
+        dead_lettered = apply_settlement(
+            plan_settlement(too_large, 0, 0), gomail.sqs.dead_letter_queue
+        )
+        for verdict in dead_lettered:
+            if verdict.email_id:
+                records.record_dead(verdict.email_id, verdict.reason)
+    return fitting, too_large

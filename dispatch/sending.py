@@ -1,0 +1,217 @@
+"""A provider worker's batch: send each email, settle each SQS message, report the outcome.
+
+DESIGN.md sections 2 (steps 5-7) and 6. ``deliver`` decides what happens to one message and
+records it; ``send_batch`` runs it over a batch concurrently, then settles the batch's SQS
+messages and writes the batch's outcome for the pipeline to fold into provider health.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from dispatch.health import BatchOutcome
+from dispatch.health_store import write_outcome
+from dispatch.inbox import ReceivedMessage
+from dispatch.providers import OutgoingEmail, Provider, ProviderError, SendGridProvider, SesProvider
+from dispatch.providers.errors import ErrorKind
+from dispatch.settlement import (
+    Action,
+    Verdict,
+    apply_settlement,
+    extend_visibility,
+    plan_settlement,
+)
+from emails import records
+from emails.records import Claim
+from emails.wire import UndecodableMessage, WireEmail, decode
+from gomail_site.aws import aws_client
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One provider call made for a message, as the batch outcome counts it."""
+
+    provider: str
+    outcome: str  # "sent" or an ErrorKind value
+    error: str = ""
+
+
+def build_providers() -> dict[str, Provider]:
+    """Every enabled provider, built from the configuration and the environment's secrets."""
+    config = settings.GOMAIL.providers
+    builders: dict[str, Callable[[], Provider]] = {
+        # One attempt: botocore retrying a send after a read timeout could deliver it twice.
+        "ses": lambda: SesProvider(aws_client("ses", attempts=1)),
+        "sendgrid": lambda: SendGridProvider(
+            api_key=settings.SENDGRID_API_KEY,
+            host=str(config.sendgrid.host).rstrip("/"),
+            timeout_seconds=config.sendgrid.timeout_seconds,
+        ),
+    }
+    return {name: builders[name]() for name in settings.GOMAIL.enabled_providers}
+
+
+@lru_cache(maxsize=1)
+def _process_providers() -> dict[str, Provider]:
+    return build_providers()
+
+
+def _outgoing(email: WireEmail) -> OutgoingEmail:
+    return OutgoingEmail(
+        message_id=email.id,
+        from_email=email.from_email,
+        from_name=email.from_name,
+        to_email=email.to_email,
+        to_name=email.to_name,
+        subject=email.subject,
+        body=email.body,
+    )
+
+
+def deliver(
+    message: ReceivedMessage,
+    provider_name: str,
+    providers: Mapping[str, Provider],
+    stale_after: timedelta,
+) -> tuple[Verdict, list[Call]]:
+    """Deliver one message through ``provider_name`` (or, after a permanent rejection, once
+    through the next enabled provider that has not rejected it) and record every step.
+
+    Returns what to do with the SQS message and the provider calls made.
+    """
+    try:
+        email = decode(message.body, message.sqs_message_id)
+    except UndecodableMessage as exc:
+        return Verdict(message, Action.DEAD_LETTER, reason=f"undecodable message: {exc}"), []
+
+    claimed = records.claim(email, message.queue, stale_after)
+    if claimed.claim in (Claim.ALREADY_SENT, Claim.ALREADY_DEAD):
+        return Verdict(message, Action.DELETE, email_id=email.id), []
+    if claimed.claim is Claim.BUSY:
+        return Verdict(message, Action.LEAVE, email_id=email.id), []
+
+    rejections = dict(claimed.rejections)
+    # The batch's own provider first, then the others in configuration order.
+    candidates = [name for name in providers if name == provider_name] + [
+        name for name in providers if name != provider_name
+    ]
+    untried = [name for name in candidates if name not in rejections]
+    calls: list[Call] = []
+    for name in untried[:2]:
+        try:
+            result = providers[name].send(_outgoing(email))
+        except ProviderError as error:
+            calls.append(Call(name, error.kind.value, error.reason))
+            records.record_attempt(
+                email.id, name, error.kind.value, error.reason, error.outcome_unknown
+            )
+            if error.kind is ErrorKind.PERMANENT:
+                rejections[name] = error.reason
+                records.record_rejection(email.id, name, error.reason)
+                continue
+            records.record_failure(email.id, name, error.reason, error.outcome_unknown)
+            return Verdict(
+                message,
+                Action.RETRY,
+                reason=error.reason,
+                retry_after_seconds=error.retry_after_seconds,
+                email_id=email.id,
+            ), calls
+        calls.append(Call(name, "sent"))
+        records.record_attempt(email.id, name, "sent")
+        # The record says sent before the message is deleted: a redelivery then only deletes.
+        records.record_sent(email.id, name, result.provider_message_id)
+        return Verdict(message, Action.DELETE, email_id=email.id), calls
+
+    if all(name in rejections for name in providers):
+        reason = "; ".join(f"{name}: {why}" for name, why in rejections.items())
+        return Verdict(
+            message,
+            Action.DEAD_LETTER,
+            reason=f"rejected by every provider: {reason}",
+            email_id=email.id,
+        ), calls
+    # Rejected here, and the provider left to try was not reached this time: try it later.
+    records.record_failure(email.id, provider_name, "retrying on another provider", False)
+    return Verdict(
+        message, Action.RETRY, reason="retrying on another provider", email_id=email.id
+    ), calls
+
+
+def batch_outcome(provider_name: str, calls: Sequence[Call]) -> BatchOutcome:
+    """Count the calls made to the batch's own provider (others' failures are not its own)."""
+    own = [call for call in calls if call.provider == provider_name]
+    count = lambda outcome: sum(1 for call in own if call.outcome == outcome)  # noqa: E731
+    return BatchOutcome(
+        sent=count("sent"),
+        transient=count(ErrorKind.TRANSIENT.value),
+        provider_config=count(ErrorKind.PROVIDER_CONFIG.value),
+        permanent=count(ErrorKind.PERMANENT.value),
+        errors=[
+            call.error
+            for call in own
+            if call.outcome in (ErrorKind.TRANSIENT.value, ErrorKind.PROVIDER_CONFIG.value)
+        ],
+    )
+
+
+def send_batch(
+    provider_name: str,
+    batch_id: str,
+    messages: Sequence[ReceivedMessage],
+    providers: Mapping[str, Provider] | None = None,
+) -> BatchOutcome:
+    """Send a batch through ``provider_name``, settle its SQS messages, write its outcome."""
+    gomail = settings.GOMAIL
+    providers = providers if providers is not None else _process_providers()
+    visibility = gomail.sqs.visibility_timeout_seconds
+    live = extend_visibility(messages, visibility)
+    concurrency = getattr(gomail.providers, provider_name).send_concurrency
+
+    def deliver_in_thread(message: ReceivedMessage) -> tuple[Verdict, list[Call]]:
+        try:
+            return deliver(message, provider_name, providers, timedelta(seconds=visibility))
+        finally:
+            # Each thread has its own database connection; leaving it open leaks one per thread.
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=min(concurrency, max(len(live), 1))) as pool:
+        results = list(pool.map(deliver_in_thread, live))
+    close_old_connections()
+
+    verdicts = [verdict for verdict, _ in results]
+    plan = plan_settlement(
+        verdicts, gomail.pipeline.backoff_base_seconds, gomail.pipeline.backoff_max_seconds
+    )
+    dead_lettered = apply_settlement(plan, gomail.sqs.dead_letter_queue)
+    for verdict in dead_lettered:
+        if verdict.email_id:
+            records.record_dead(verdict.email_id, verdict.reason)
+    refused = {id(v) for v in plan.dead_letters} - {id(v) for v in dead_lettered}
+    for verdict in plan.dead_letters:
+        if id(verdict) in refused and verdict.email_id:
+            records.release_claim(verdict.email_id)
+
+    outcome = batch_outcome(provider_name, [call for _, calls in results for call in calls])
+    write_outcome(batch_id, outcome)
+    logger.info(
+        "batch %s on %s: %d messages, sent %d, transient %d, config %d, permanent %d",
+        batch_id,
+        provider_name,
+        len(messages),
+        outcome.sent,
+        outcome.transient,
+        outcome.provider_config,
+        outcome.permanent,
+    )
+    return outcome

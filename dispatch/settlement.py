@@ -1,0 +1,205 @@
+"""Settling a batch's SQS messages: delete the sent, hand back the failed, dead-letter the lost.
+
+``plan_settlement`` decides (pure); ``apply_settlement`` does the SQS calls (thin I/O).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dispatch.inbox import ReceivedMessage
+from dispatch.splitting import batches
+from emails.wire import SQS_DISALLOWED_CHARACTERS
+from gomail_site.aws import aws_client, queue_url
+
+logger = logging.getLogger(__name__)
+
+SQS_BATCH_LIMIT = 10
+SQS_MAX_VISIBILITY_SECONDS = 43_200
+MAX_REASON_LENGTH = 1_000
+
+
+class Action(StrEnum):
+    DELETE = "delete"  # sent (now or before): the message is done
+    RETRY = "retry"  # back to the queue after a backoff, for any provider
+    DEAD_LETTER = "dead_letter"  # to the dead-letter queue with its reason, then deleted
+    LEAVE = "leave"  # another worker holds it: do not touch it
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What becomes of one message of a batch."""
+
+    message: ReceivedMessage
+    action: Action
+    reason: str = ""
+    retry_after_seconds: float | None = None
+    email_id: str | None = None
+
+
+@dataclass
+class SettlementPlan:
+    deletes: dict[str, list[ReceivedMessage]] = field(default_factory=lambda: defaultdict(list))
+    retries: dict[str, list[tuple[ReceivedMessage, int]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    dead_letters: list[Verdict] = field(default_factory=list)
+
+
+def backoff_seconds(
+    receive_count: int, base: int, cap: int, retry_after: float | None = None
+) -> int:
+    """How long a failed message stays invisible: ``base * 2^(receives-1)`` up to ``cap``,
+    but never less than a provider's own ``retry_after``, and within SQS's 12 hours."""
+    exponent = min(max(receive_count - 1, 0), 30)
+    delay = min(cap, base * 2**exponent)
+    if retry_after is not None:
+        delay = max(delay, math.ceil(retry_after))
+    return min(delay, SQS_MAX_VISIBILITY_SECONDS)
+
+
+def plan_settlement(verdicts: Sequence[Verdict], base: int, cap: int) -> SettlementPlan:
+    """Group verdicts into the SQS calls that settle them. Pure."""
+    plan = SettlementPlan()
+    for verdict in verdicts:
+        message = verdict.message
+        if verdict.action is Action.DELETE:
+            plan.deletes[message.queue].append(message)
+        elif verdict.action is Action.RETRY:
+            delay = backoff_seconds(message.receive_count, base, cap, verdict.retry_after_seconds)
+            plan.retries[message.queue].append((message, delay))
+        elif verdict.action is Action.DEAD_LETTER:
+            plan.dead_letters.append(verdict)
+    return plan
+
+
+def apply_settlement(plan: SettlementPlan, dead_letter_queue: str) -> list[Verdict]:
+    """Make the SQS calls of ``plan``; returns the dead-letter verdicts that reached the DLQ.
+
+    A message is deleted from its queue only after its dead-letter copy was accepted; any
+    call that fails leaves the message to reappear after its visibility timeout, so a
+    failure here can delay a message but never lose it.
+    """
+    dead_lettered = [v for v in plan.dead_letters if _send_to_dead_letters(v, dead_letter_queue)]
+    deletes = {queue: list(messages) for queue, messages in plan.deletes.items()}
+    for verdict in dead_lettered:
+        deletes.setdefault(verdict.message.queue, []).append(verdict.message)
+    for queue, messages in deletes.items():
+        _delete(queue, messages)
+    for queue, delayed in plan.retries.items():
+        _change_visibility(queue, delayed)
+    return dead_lettered
+
+
+def extend_visibility(messages: Sequence[ReceivedMessage], seconds: int) -> list[ReceivedMessage]:
+    """Hide ``messages`` for ``seconds`` more, before sending them; returns those it could.
+
+    A batch that starts late must not race a second read of its messages: a message whose
+    receipt handle SQS refuses was read again by someone else and is left to them.
+    """
+    kept: list[ReceivedMessage] = []
+    by_queue: dict[str, list[ReceivedMessage]] = defaultdict(list)
+    for message in messages:
+        by_queue[message.queue].append(message)
+    for queue, queued in by_queue.items():
+        for chunk in _chunks(queued):
+            failed = _call_batch(
+                "change_message_visibility_batch",
+                queue,
+                [
+                    {
+                        "Id": str(index),
+                        "ReceiptHandle": message.receipt_handle,
+                        "VisibilityTimeout": seconds,
+                    }
+                    for index, message in enumerate(chunk)
+                ],
+            )
+            kept.extend(message for index, message in enumerate(chunk) if index not in failed)
+    return kept
+
+
+def _send_to_dead_letters(verdict: Verdict, dead_letter_queue: str) -> bool:
+    message = verdict.message
+    # SQS refuses the whole message for one character outside its set in an attribute: the
+    # copy would never be accepted and the message would come back forever.
+    reason = SQS_DISALLOWED_CHARACTERS.sub("\ufffd", verdict.reason[:MAX_REASON_LENGTH])
+    attributes = {
+        "reason": reason or "unknown",
+        "sourceQueue": message.queue,
+        "sourceMessageId": message.sqs_message_id,
+        "receiveCount": str(message.receive_count),
+    }
+    if verdict.email_id:
+        attributes["emailId"] = verdict.email_id
+    try:
+        aws_client("sqs").send_message(
+            QueueUrl=queue_url(dead_letter_queue),
+            MessageBody=message.body,
+            MessageAttributes={
+                name: {"DataType": "String", "StringValue": value}
+                for name, value in attributes.items()
+            },
+        )
+    except (BotoCoreError, ClientError) as exc:
+        logger.warning("could not dead-letter %s: %s", message.sqs_message_id, exc)
+        return False
+    logger.info(
+        "dead-lettered message %s (email %s): %s",
+        message.sqs_message_id,
+        verdict.email_id,
+        attributes["reason"],
+    )
+    return True
+
+
+def _delete(queue: str, messages: Sequence[ReceivedMessage]) -> None:
+    for chunk in _chunks(messages):
+        _call_batch(
+            "delete_message_batch",
+            queue,
+            [
+                {"Id": str(index), "ReceiptHandle": message.receipt_handle}
+                for index, message in enumerate(chunk)
+            ],
+        )
+
+
+def _change_visibility(queue: str, delayed: Sequence[tuple[ReceivedMessage, int]]) -> None:
+    for chunk in _chunks(delayed):
+        _call_batch(
+            "change_message_visibility_batch",
+            queue,
+            [
+                {
+                    "Id": str(index),
+                    "ReceiptHandle": message.receipt_handle,
+                    "VisibilityTimeout": delay,
+                }
+                for index, (message, delay) in enumerate(chunk)
+            ],
+        )
+
+
+def _call_batch(operation: str, queue: str, entries: list[dict]) -> set[int]:
+    """One SQS batch call; returns the indexes of the entries that failed."""
+    try:
+        answer = getattr(aws_client("sqs"), operation)(QueueUrl=queue_url(queue), Entries=entries)
+    except (BotoCoreError, ClientError) as exc:
+        logger.warning("%s on %s failed: %s", operation, queue, exc)
+        return set(range(len(entries)))
+    failed = {int(item["Id"]) for item in answer.get("Failed", [])}
+    for item in answer.get("Failed", []):
+        logger.warning("%s on %s: entry failed: %s", operation, queue, item.get("Code"))
+    return failed
+
+
+def _chunks(items: Sequence) -> list[list]:
+    return batches(items, SQS_BATCH_LIMIT)

@@ -1,0 +1,32 @@
+"""Celery tasks: thin wrappers that take plain data and call the pipeline or a batch send."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celery import shared_task
+
+from dispatch.inbox import ReceivedMessage
+from dispatch.pipeline import run_pipeline as run_pipeline_once
+from dispatch.sending import send_batch as send_batch_now
+
+
+def dispatch_batch(provider: str, batch_id: str, messages: Sequence[ReceivedMessage]) -> None:
+    """Put one batch on ``provider``'s Celery queue (each provider has its own)."""
+    send_batch.apply_async(
+        args=[provider, batch_id, [message.to_task() for message in messages]],
+        queue=provider,
+    )
+
+
+@shared_task(name="dispatch.tasks.run_pipeline", ignore_result=True)
+def run_pipeline() -> dict[str, Any]:
+    report = run_pipeline_once(dispatch_batch)
+    return {"ran": report.ran, "read": report.read, "dispatched": report.dispatched}
+
+
+@shared_task(name="dispatch.tasks.send_batch", ignore_result=True)
+def send_batch(provider: str, batch_id: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    outcome = send_batch_now(provider, batch_id, [ReceivedMessage.from_task(m) for m in messages])
+    return outcome.to_dict()

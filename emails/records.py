@@ -1,0 +1,128 @@
+"""The life of an email record while workers deliver it (DESIGN.md section 7).
+
+A worker *claims* a record before calling a provider: one conditional UPDATE, so of two
+workers holding the same message only one sends it, and a record already ``sent`` is never
+sent again. A claim older than the incoming queue's visibility timeout belonged to a worker
+that died; it may be taken over (and the attempt counted as of unknown outcome).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from emails.models import Attempt, Email
+from emails.wire import WireEmail
+
+
+class Claim(StrEnum):
+    CLAIMED = "claimed"  # this worker sends it now
+    ALREADY_SENT = "already_sent"  # delete the message, send nothing
+    ALREADY_DEAD = "already_dead"  # it was dead-lettered before: delete the leftover
+    BUSY = "busy"  # another live worker is sending it: leave the message alone
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claim: Claim
+    rejections: dict[str, str] = field(default_factory=dict)
+
+
+def claim(email: WireEmail, queue: str, stale_after: timedelta) -> ClaimResult:
+    """Claim ``email``'s record for sending, creating it when another producer queued it."""
+    now = timezone.now()
+    Email.objects.get_or_create(
+        id=email.id,
+        defaults={
+            "from_email": email.from_email[:320],
+            "from_name": email.from_name[:256],
+            "to_email": email.to_email[:320],
+            "to_name": email.to_name[:256],
+            "subject": email.subject[:998],
+            "queue": queue,
+            "accepted_at": email.accepted_at or now,
+        },
+    )
+    records = Email.objects.filter(id=email.id)
+    claimed = records.filter(status__in=[Email.Status.QUEUED, Email.Status.FAILED]).update(
+        status=Email.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        claimed = (
+            records.filter(status=Email.Status.SENDING)
+            .filter(Q(claimed_at__lt=now - stale_after) | Q(claimed_at__isnull=True))
+            .update(
+                claimed_at=now,
+                attempts=F("attempts") + 1,
+                unknown_outcomes=F("unknown_outcomes") + 1,
+            )
+        )
+    status, rejections = records.values_list("status", "rejections").get()
+    if claimed:
+        return ClaimResult(Claim.CLAIMED, dict(rejections or {}))
+    return ClaimResult(
+        {
+            Email.Status.SENT: Claim.ALREADY_SENT,
+            Email.Status.DEAD: Claim.ALREADY_DEAD,
+        }.get(status, Claim.BUSY)
+    )
+
+
+def record_attempt(
+    email_id: str, provider: str, outcome: str, error: str = "", outcome_unknown: bool = False
+) -> None:
+    Attempt.objects.create(
+        email_id=email_id,
+        provider=provider,
+        outcome=outcome,
+        error=error,
+        outcome_unknown=outcome_unknown,
+    )
+
+
+def record_sent(email_id: str, provider: str, provider_message_id: str) -> None:
+    Email.objects.filter(id=email_id).update(
+        status=Email.Status.SENT,
+        provider=provider,
+        provider_message_id=provider_message_id[:255],
+        sent_at=timezone.now(),
+        claimed_at=None,
+        last_error="",
+    )
+
+
+def record_rejection(email_id: str, provider: str, reason: str) -> None:
+    # Only the claim holder writes this record now, so read-modify-write is safe.
+    record = Email.objects.get(id=email_id)
+    record.rejections = {**record.rejections, provider: reason}
+    record.provider = provider
+    record.last_error = reason
+    record.save(update_fields=["rejections", "provider", "last_error", "updated_at"])
+
+
+def record_failure(email_id: str, provider: str, error: str, outcome_unknown: bool) -> None:
+    """A transient failure: the message goes back to the queue and the record says so."""
+    Email.objects.filter(id=email_id).update(
+        status=Email.Status.FAILED,
+        provider=provider,
+        last_error=error,
+        claimed_at=None,
+        unknown_outcomes=F("unknown_outcomes") + (1 if outcome_unknown else 0),
+    )
+
+
+def record_dead(email_id: str, reason: str) -> None:
+    Email.objects.filter(id=email_id).update(
+        status=Email.Status.DEAD, last_error=reason, claimed_at=None
+    )
+
+
+def release_claim(email_id: str) -> None:
+    """Give a claim back unsent (the dead-letter queue refused it): it will be read again."""
+    Email.objects.filter(id=email_id, status=Email.Status.SENDING).update(
+        status=Email.Status.FAILED, claimed_at=None
+    )
