@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 export AWS_ACCESS_KEY_ID ?= local-moto
 export AWS_SECRET_ACCESS_KEY ?= local-moto
 export AWS_DEFAULT_REGION ?= us-east-1
+# Every process of a local run writes its Prometheus metrics here; /metrics adds them up.
+export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/.run/prometheus
 
 .PHONY: install run test lint format clean
 
@@ -23,7 +25,7 @@ install: $(STAMP)
 
 ## Set up and run the whole service on embedded defaults (Ctrl-C stops everything).
 run: $(STAMP)
-	mkdir -p .run
+	rm -rf $(PROMETHEUS_MULTIPROC_DIR) && mkdir -p .run $(PROMETHEUS_MULTIPROC_DIR)
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py createcachetable
 	$(BIN)/python manage.py collectstatic --noinput -v0

@@ -19,3 +19,37 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.holder or 'nobody'}"
+
+
+class ProviderControl(models.Model):
+    """An operator's switches for one provider; its health itself lives in the cache.
+
+    ``drained``: the pipeline sends it nothing, not even probes, until resumed.
+    ``reset_requested_at``: the operator asked for its health to start afresh; the pipeline
+    (the only writer of health state) applies it on its next run and clears the request.
+    """
+
+    name = models.CharField(max_length=32, primary_key=True)
+    drained = models.BooleanField(default=False)
+    changed_by = models.CharField(max_length=150, blank=True)
+    changed_at = models.DateTimeField(null=True, blank=True)
+    reset_requested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "provider"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DeadLetter(models.Model):
+    """No table: the admin's entry for the dead-letter queue, which lives in SQS."""
+
+    class Meta:
+        managed = False
+        verbose_name = "dead-letter message"
+        default_permissions = ("view", "change", "delete")
+
+    def __str__(self) -> str:
+        return "dead-letter message"

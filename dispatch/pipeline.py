@@ -17,7 +17,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from dispatch import health_store, lease
+from dispatch import controls, health_store, lease
 from dispatch.health import HealthState, Thresholds
 from dispatch.health_store import PendingBatch
 from dispatch.inbox import ReceivedMessage, read_levels, read_messages
@@ -26,6 +26,7 @@ from dispatch.settlement import Action, Verdict, apply_settlement, plan_settleme
 from dispatch.splitting import ProviderRoute, batches_within, plan_split, rotate_routes
 from emails import records
 from emails.wire import TASK_PAYLOAD_LIMIT, UndecodableMessage, decode, dispatch_bytes
+from gomail_site.metrics import observe_pipeline_run
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +50,23 @@ class RunReport:
 
 
 def fold_health(providers: Sequence[str], thresholds: Thresholds) -> dict[str, HealthState]:
-    """Fold every available batch outcome into its provider's health; return the states."""
+    """Fold every available batch outcome into its provider's health; return the states.
+
+    An operator's reset request (``controls.request_health_reset``) starts a provider's
+    health afresh first: applied here because the pipeline is the only writer of health.
+    """
     now = timezone.now()
+    resets = controls.take_reset_requests(providers)
     give_up_before = now - timedelta(seconds=2 * settings.GOMAIL.sqs.visibility_timeout_seconds)
     states = {}
     for name in providers:
         pending = health_store.load_pending(name)
         outcomes = health_store.read_outcomes(batch.batch_id for batch in pending)
-        before = health_store.load_state(name)
+        before = HealthState() if name in resets else health_store.load_state(name)
         state, still_pending = health_store.fold_pending(
             before, pending, outcomes, thresholds, now, give_up_before
         )
-        if state != before:
+        if state != before or name in resets:
             health_store.save_state(name, state)
             if state.healthy != before.healthy:
                 logger.warning(
@@ -97,14 +103,19 @@ def _run(dispatch: Dispatcher) -> RunReport:
         healthy=gomail.health.healthy_threshold, unhealthy=gomail.health.unhealthy_threshold
     )
     states = fold_health(providers, thresholds)
+    drained = controls.drained_providers(providers)
+    routable = [name for name in providers if name not in drained]
+    if not routable:
+        logger.warning("every enabled provider is drained: nothing is read")
+        return RunReport(ran=True, health={n: s.healthy for n, s in states.items()})
     routes = rotate_routes(
-        [ProviderRoute(name, states[name].healthy) for name in providers],
+        [ProviderRoute(name, states[name].healthy) for name in routable],
         health_store.next_run_number(),
     )
     pending = {name: health_store.load_pending(name) for name in providers}
     allowance = read_allowance(
         routes,
-        capacity={name: getattr(gomail.providers, name).max_in_flight for name in providers},
+        capacity={name: getattr(gomail.providers, name).max_in_flight for name in routable},
         in_flight={name: sum(batch.size for batch in batches) for name, batches in pending.items()},
     )
     queues = gomail.sqs.incoming_queues
@@ -143,6 +154,7 @@ def _run(dispatch: Dispatcher) -> RunReport:
             report.dispatched[name] = report.dispatched.get(name, 0) + len(batch)
         health_store.save_pending(name, pending[name])
     report.seconds = time.monotonic() - started
+    observe_pipeline_run(report.seconds, report.read)
     if report.read:
         logger.info(
             "pipeline run: read %d, dispatched %s in %d batches (%.2fs)",

@@ -8,15 +8,17 @@ messages and writes the batch's outcome for the pipeline to fold into provider h
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 
+import structlog
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from dispatch.controls import drained_providers
 from dispatch.health import BatchOutcome
 from dispatch.health_store import write_outcome
 from dispatch.inbox import ReceivedMessage
@@ -33,6 +35,7 @@ from emails import records
 from emails.records import Claim
 from emails.wire import UndecodableMessage, WireEmail, decode
 from gomail_site.aws import aws_client
+from gomail_site.metrics import DEAD_LETTERED, EMAILS_FAILED, EMAILS_SENT, UNKNOWN_OUTCOMES
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +86,11 @@ def deliver(
     provider_name: str,
     providers: Mapping[str, Provider],
     stale_after: timedelta,
+    drained: Collection[str] = (),
 ) -> tuple[Verdict, list[Call]]:
     """Deliver one message through ``provider_name`` (or, after a permanent rejection, once
-    through the next enabled provider that has not rejected it) and record every step.
+    through the next enabled provider that has not rejected it and is not ``drained``) and
+    record every step.
 
     Returns what to do with the SQS message and the provider calls made.
     """
@@ -93,6 +98,8 @@ def deliver(
         email = decode(message.body, message.sqs_message_id)
     except UndecodableMessage as exc:
         return Verdict(message, Action.DEAD_LETTER, reason=f"undecodable message: {exc}"), []
+    # Every log line from here on is about this email (cleared by the caller's thread).
+    structlog.contextvars.bind_contextvars(message_id=email.id)
 
     claimed = records.claim(email, message.queue, stale_after)
     if claimed.claim in (Claim.ALREADY_SENT, Claim.ALREADY_DEAD):
@@ -105,13 +112,20 @@ def deliver(
     candidates = [name for name in providers if name == provider_name] + [
         name for name in providers if name != provider_name
     ]
-    untried = [name for name in candidates if name not in rejections]
+    untried = [
+        name
+        for name in candidates
+        if name not in rejections and (name == provider_name or name not in drained)
+    ]
     calls: list[Call] = []
     for name in untried[:2]:
         try:
             result = providers[name].send(_outgoing(email))
         except ProviderError as error:
             calls.append(Call(name, error.kind.value, error.reason))
+            EMAILS_FAILED.labels(provider=name, kind=error.kind.value).inc()
+            if error.outcome_unknown:
+                UNKNOWN_OUTCOMES.labels(provider=name).inc()
             records.record_attempt(
                 email.id, name, error.kind.value, error.reason, error.outcome_unknown
             )
@@ -128,6 +142,7 @@ def deliver(
                 email_id=email.id,
             ), calls
         calls.append(Call(name, "sent"))
+        EMAILS_SENT.labels(provider=name).inc()
         records.record_attempt(email.id, name, "sent")
         # The record says sent before the message is deleted: a redelivery then only deletes.
         records.record_sent(email.id, name, result.provider_message_id)
@@ -178,10 +193,15 @@ def send_batch(
     live = extend_visibility(messages, visibility)
     concurrency = getattr(gomail.providers, provider_name).send_concurrency
 
+    drained = drained_providers(providers)
+
     def deliver_in_thread(message: ReceivedMessage) -> tuple[Verdict, list[Call]]:
         try:
-            return deliver(message, provider_name, providers, timedelta(seconds=visibility))
+            return deliver(
+                message, provider_name, providers, timedelta(seconds=visibility), drained
+            )
         finally:
+            structlog.contextvars.clear_contextvars()
             # Each thread has its own database connection; leaving it open leaks one per thread.
             connection.close()
 
@@ -195,6 +215,7 @@ def send_batch(
     )
     dead_lettered = apply_settlement(plan, gomail.sqs.dead_letter_queue)
     for verdict in dead_lettered:
+        DEAD_LETTERED.labels(cause="rejected" if verdict.email_id else "undecodable").inc()
         if verdict.email_id:
             records.record_dead(verdict.email_id, verdict.reason)
     refused = {id(v) for v in plan.dead_letters} - {id(v) for v in dead_lettered}

@@ -7,7 +7,22 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from emails.models import ApiKey, Email
+from emails.models import ApiKey, Attempt, Email
+from emails.resending import resend
+
+
+class AttemptInline(admin.TabularInline):
+    """The delivery history: one row per provider call."""
+
+    model = Attempt
+    extra = 0
+    can_delete = False
+    fields = ["at", "provider", "outcome", "error", "outcome_unknown"]
+    readonly_fields = fields
+    verbose_name_plural = "delivery attempts"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Email)
@@ -17,10 +32,24 @@ class EmailAdmin(admin.ModelAdmin):
     search_fields = ["=id", "to_email", "from_email"]
     date_hierarchy = "accepted_at"
     readonly_fields = [field.name for field in Email._meta.fields]
+    inlines = [AttemptInline]
+    actions = ["resend_dead"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Emails enter through the API only, so that every record has a queued message.
         return False
+
+    @admin.action(description="Resend selected dead emails (a copy, linked to the original)")
+    def resend_dead(self, request: HttpRequest, queryset: QuerySet[Email]) -> None:
+        for email in queryset:
+            outcome = resend(email)
+            if outcome.copy is not None:
+                self.log_change(request, email, f"Resent as {outcome.copy.id}")
+                self.message_user(
+                    request, f"{email.id}: resent as {outcome.copy.id}.", messages.SUCCESS
+                )
+            else:
+                self.message_user(request, f"{email.id}: {outcome.refusal}", messages.WARNING)
 
 
 @admin.register(ApiKey)

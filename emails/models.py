@@ -130,6 +130,14 @@ class Email(models.Model):
         on_delete=models.SET_NULL,
         related_name="emails",
     )
+    resent_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="resends",
+        help_text="The dead email this one is a copy of (the admin's resend)",
+    )
     accepted_at = models.DateTimeField(default=timezone.now, db_index=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

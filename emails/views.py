@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
 
-from django.db import DatabaseError, transaction
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from emails.accepting import MessageTooLarge, NotAccepted, accept
 from emails.errors import ApiError, ServiceUnavailable, error_body
 from emails.models import ApiKey, Email
+from emails.openapi import FORBIDDEN, NOT_FOUND, UNAUTHENTICATED, error
 from emails.parsing import COULD_NOT_DECODE, AnyContentTypeNegotiation
-from emails.queueing import MessageTooLarge, QueueUnavailable, choose_queue, enqueue
 from emails.serializers import EmailStatusSerializer, SendEmailSerializer
 from emails.wire import WIRE_FIELDS, WireEmail, has_disallowed_characters
-
-logger = logging.getLogger(__name__)
 
 DISALLOWED_CHARACTERS = "Body contains characters outside the allowed set"
 
@@ -47,6 +46,32 @@ class SendEmailView(APIView):
 
     content_negotiation_class = AnyContentTypeNegotiation
 
+    @extend_schema(
+        operation_id="sendEmail",
+        summary="Accept an email for delivery",
+        request=inline_serializer("SendEmailRequest", {"email": SendEmailSerializer()}),
+        responses={
+            200: OpenApiResponse(
+                inline_serializer("Accepted", {"messageId": serializers.UUIDField()}),
+                description="The email is durably queued in SQS.",
+            ),
+            400: error(
+                "Malformed JSON or a wrong shape; a body over the size limit; characters SQS "
+                "refuses.",
+                {"base": COULD_NOT_DECODE},
+            ),
+            401: UNAUTHENTICATED,
+            403: FORBIDDEN,
+            422: error(
+                "Every invalid field at once, keyed by its camelCase name.",
+                {"fromEmail": "From email is not a valid email", "toEmail": "To email is required"},
+            ),
+            503: error(
+                "SQS (or the database) failed; nothing was accepted.",
+                {"base": "Service unavailable"},
+            ),
+        },
+    )
     def post(self, request: Request) -> Response:
         serializer = SendEmailSerializer(data=_email_object(request.data))
         serializer.is_valid(raise_exception=True)
@@ -57,39 +82,23 @@ class SendEmailView(APIView):
             **{attribute: fields.get(key, "") for key, attribute in WIRE_FIELDS.items()},
         )
         api_key, user = _sender(request)
-        queue_name = choose_queue()
         try:
-            # The record commits only if SQS took the message: a failure leaves neither.
-            with transaction.atomic():
-                Email.objects.create(
-                    id=email.id,
-                    from_email=email.from_email,
-                    from_name=email.from_name,
-                    to_email=email.to_email,
-                    to_name=email.to_name,
-                    subject=email.subject,
-                    queue=queue_name,
-                    api_key=api_key,
-                    user=user,
-                    accepted_at=email.accepted_at,
-                )
-                enqueue(email, queue_name)
+            accept(email, api_key=api_key, user=user)
         except MessageTooLarge:
             raise ApiError("Body is too large to queue") from None
-        except QueueUnavailable:
+        except NotAccepted:
             raise ServiceUnavailable() from None
-        except DatabaseError:
-            # Either nothing was queued (rolled back before SendMessage) or the commit failed
-            # after it: the pipeline then delivers the message and recreates its record.
-            logger.exception("could not record email %s", email.id)
-            raise ServiceUnavailable() from None
-        logger.info("accepted email %s on %s", email.id, queue_name)
         return Response({"messageId": email.id})
 
 
 class EmailStatusView(APIView):
     """The delivery status of one email, to the API key (or user) that sent it."""
 
+    @extend_schema(
+        operation_id="getEmailStatus",
+        summary="The delivery status of an email",
+        responses={200: EmailStatusSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+    )
     def get(self, request: Request, message_id: str) -> Response:
         email = self._visible_emails(request).filter(id=_uuid_or_none(message_id)).first()
         if email is None:

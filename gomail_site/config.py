@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -123,6 +123,17 @@ class ProvidersConfig(Section):
     sendgrid: SendGridConfig = SendGridConfig()
 
 
+class RecordsConfig(Section):
+    # `manage.py cleanup_emails` deletes final email records older than this.
+    retention_days: int = Field(90, ge=1, le=3650)
+
+
+class LoggingConfig(Section):
+    # "json": one JSON object per line, for log shippers; "console": for people.
+    format: Literal["console", "json"] = "console"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
 class CeleryConfig(Section):
     """Celery's broker is SQS too; its queues are ``pipeline`` and one per provider."""
 
@@ -150,6 +161,8 @@ class GomailConfig(BaseSettings):
     health: HealthConfig = HealthConfig()
     providers: ProvidersConfig = ProvidersConfig()
     celery: CeleryConfig = CeleryConfig()
+    logging: LoggingConfig = LoggingConfig()
+    records: RecordsConfig = RecordsConfig()
 
     @model_validator(mode="after")
     def _timings_fit(self) -> GomailConfig:

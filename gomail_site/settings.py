@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 
 from gomail_site.config import get_config
+from gomail_site.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 GOMAIL = get_config()
@@ -35,11 +36,14 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "emails",
     "dispatch",
 ]
 
 MIDDLEWARE = [
+    "gomail_site.metrics.ApiLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -132,14 +136,22 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["emails.parsing.EmailJSONParser"],
     "EXCEPTION_HANDLER": "emails.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("GOMAIL_LOG_LEVEL", "INFO")},
-    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Gomail API",
+    "DESCRIPTION": (
+        "Accepts emails for delivery through Amazon SES or SendGrid. Every error answers "
+        '`{"errors": {"base": "..."}}` or `{"errors": {"<field>": "..."}}`.'
+    ),
+    "VERSION": "1.0.0",
+    # Swagger UI's files are served from this service (no CDN: it must work offline).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
 }
+
+LOGGING = logging_config(GOMAIL.logging)

@@ -1,0 +1,209 @@
+"""The operators' pages: provider health with drain / resume / reset, and the dead-letter queue."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from dispatch import controls, dead_letters
+from dispatch.health import HealthState
+from dispatch.health_store import load_pending, load_state
+from dispatch.models import DeadLetter, ProviderControl
+from emails.models import Attempt
+
+
+def _last_hour(provider: str) -> dict[str, int]:
+    since = timezone.now() - timedelta(hours=1)
+    rows = (
+        Attempt.objects.filter(provider=provider, at__gte=since)
+        .values("outcome")
+        .annotate(count=Count("id"))
+    )
+    counts = {row["outcome"]: row["count"] for row in rows}
+    sent = counts.pop(Attempt.Outcome.SENT, 0)
+    return {"sent": sent, "failed": sum(counts.values())}
+
+
+@admin.register(ProviderControl)
+class ProviderHealthAdmin(admin.ModelAdmin):
+    """One row per configured provider: its health from the cache and the operator's switches."""
+
+    list_display = [
+        "name",
+        "status",
+        "streaks",
+        "thresholds",
+        "since",
+        "last_error",
+        "in_flight",
+        "last_hour",
+        "drained",
+        "changed_by",
+    ]
+    list_display_links = None
+    actions = ["drain", "resume", "reset_health"]
+    ordering = ["name"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
+        controls.ensure_controls()
+        return super().changelist_view(request, extra_context)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ProviderControl]:
+        return super().get_queryset(request).filter(name__in=settings.GOMAIL.providers.model_fields)
+
+    @staticmethod
+    def _state(obj: ProviderControl) -> HealthState:
+        return load_state(obj.name)
+
+    @admin.display(description="health")
+    def status(self, obj: ProviderControl) -> str:
+        enabled = getattr(settings.GOMAIL.providers, obj.name).enabled
+        state = self._state(obj)
+        if not enabled:
+            return format_html('<span style="color:#666">disabled in config</span>')
+        if obj.drained:
+            return format_html('<strong style="color:#666">drained</strong>')
+        if state.healthy:
+            return format_html('<strong style="color:#1a7f37">healthy</strong>')
+        return format_html('<strong style="color:#b42318">unhealthy</strong> (probe each run)')
+
+    @admin.display(description="failing / passing streak")
+    def streaks(self, obj: ProviderControl) -> str:
+        state = self._state(obj)
+        return f"{state.consecutive_failures} / {state.consecutive_passes}"
+
+    @admin.display(description="thresholds (unhealthy / healthy)")
+    def thresholds(self, obj: ProviderControl) -> str:
+        health = settings.GOMAIL.health
+        return f"{health.unhealthy_threshold} / {health.healthy_threshold}"
+
+    @admin.display(description="last transition")
+    def since(self, obj: ProviderControl) -> str:
+        state = self._state(obj)
+        if state.changed_at is None:
+            return "never"
+        became = "healthy" if state.healthy else "unhealthy"
+        return f"{became} at {state.changed_at:%Y-%m-%d %H:%M:%S} UTC"
+
+    @admin.display(description="last error")
+    def last_error(self, obj: ProviderControl) -> str:
+        return self._state(obj).last_error or "-"
+
+    @admin.display(description="in flight")
+    def in_flight(self, obj: ProviderControl) -> int:
+        return sum(batch.size for batch in load_pending(obj.name))
+
+    @admin.display(description="last hour (sent / failed)")
+    def last_hour(self, obj: ProviderControl) -> str:
+        counts = _last_hour(obj.name)
+        return f"{counts['sent']} / {counts['failed']}"
+
+    def _act(self, request: HttpRequest, queryset: QuerySet, verb: str, change: Any) -> None:
+        for control in queryset:
+            updated = change(control.name, request.user.get_username())
+            self.log_change(request, updated, f"{verb} {control.name}")
+        self.message_user(
+            request, f"{verb}: {', '.join(c.name for c in queryset)}", messages.SUCCESS
+        )
+
+    @admin.action(description="Drain: no traffic, not even probes")
+    def drain(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._act(request, queryset, "Drained", lambda n, by: controls.set_drained(n, True, by))
+
+    @admin.action(description="Resume traffic")
+    def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._act(request, queryset, "Resumed", lambda n, by: controls.set_drained(n, False, by))
+
+    @admin.action(description="Reset health (applied by the next pipeline run)")
+    def reset_health(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._act(request, queryset, "Health reset requested for", controls.request_health_reset)
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    """The dead-letter queue in SQS: a look at it, redrive and delete. Nothing is in the DB."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def get_urls(self) -> list:
+        return [
+            path(
+                "",
+                self.admin_site.admin_view(self.queue_view),
+                name="dispatch_deadletter_changelist",
+            ),
+        ]
+
+    def _log(self, request: HttpRequest, message: str) -> None:
+        # Django's admin log, like every other admin action: who did what, when.
+        LogEntry.objects.create(
+            user_id=request.user.pk,
+            content_type=ContentType.objects.get_for_model(DeadLetter, for_concrete_model=False),
+            object_repr="dead-letter queue",
+            action_flag=CHANGE,
+            change_message=message,
+        )
+
+    def queue_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            return HttpResponse(status=403)
+        if request.method == "POST":
+            return self._post(request)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Dead-letter queue",
+            "opts": self.model._meta,
+            "queue": settings.GOMAIL.sqs.dead_letter_queue,
+            "dead_letters": dead_letters.peek(limit=500),
+            "can_change": self.has_change_permission(request),
+            "can_delete": self.has_delete_permission(request),
+            "confirm_delete": False,
+        }
+        return TemplateResponse(request, "admin/dispatch/dead_letters.html", context)
+
+    def _post(self, request: HttpRequest) -> HttpResponse:
+        action = request.POST.get("action")
+        ids = set(request.POST.getlist("selected"))
+        here = reverse("admin:dispatch_deadletter_changelist")
+        if action == "redrive_all" and self.has_change_permission(request):
+            moved = dead_letters.redrive(None)
+            self._log(request, f"Redrove all ({moved}) dead-letter messages")
+            self.message_user(request, f"Redrove {moved} message(s).", messages.SUCCESS)
+        elif action == "redrive" and ids and self.has_change_permission(request):
+            moved = dead_letters.redrive(ids)
+            self._log(request, f"Redrove {moved} dead-letter message(s): {sorted(ids)}")
+            self.message_user(request, f"Redrove {moved} message(s).", messages.SUCCESS)
+        elif action == "delete" and ids and self.has_delete_permission(request):
+            if request.POST.get("confirmed") != "yes":
+                context = {
+                    **self.admin_site.each_context(request),
+                    "title": "Delete dead-letter messages?",
+                    "opts": self.model._meta,
+                    "selected": sorted(ids),
+                    "confirm_delete": True,
+                }
+                return TemplateResponse(request, "admin/dispatch/dead_letters.html", context)
+            deleted = dead_letters.delete(ids)
+            self._log(request, f"Deleted {deleted} dead-letter message(s): {sorted(ids)}")
+            self.message_user(request, f"Deleted {deleted} message(s).", messages.SUCCESS)
+        else:
+            self.message_user(request, "Nothing selected, or not allowed.", messages.WARNING)
+        return HttpResponseRedirect(here)
