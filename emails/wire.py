@@ -93,7 +93,9 @@ def decode(body: str, sqs_message_id: str) -> WireEmail:
     email = envelope["email"]
     values: dict[str, str] = {}
     for key, attribute in WIRE_FIELDS.items():
-        value = email.get(key, "")
+        # Another producer may send null for an absent optional field: that is "" here.
+        value = email.get(key)
+        value = "" if value is None else value
         if not isinstance(value, str):
             raise UndecodableMessage(f'"email.{key}" is not a string')
         values[attribute] = value

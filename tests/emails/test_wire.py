@@ -70,3 +70,29 @@ def test_a_foreign_non_uuid_id_is_mapped_to_a_uuid():
 def test_undecodable_messages_say_why(body, reason):
     with pytest.raises(UndecodableMessage, match=reason):
         decode(body, "sqs-id")
+
+
+def test_null_optional_fields_from_another_producer_read_as_empty():
+    body = json.dumps(
+        {
+            "email": {
+                "fromEmail": "a@example.com",
+                "fromName": None,
+                "toEmail": "b@example.org",
+                "toName": None,
+                "subject": None,
+                "body": "text",
+            }
+        }
+    )
+
+    email = decode(body, "sqs-id")
+
+    assert (email.from_name, email.to_name, email.subject) == ("", "", "")
+
+
+def test_null_required_field_is_still_undecodable():
+    body = json.dumps({"email": {"fromEmail": None, "toEmail": "b@example.org", "body": "x"}})
+
+    with pytest.raises(UndecodableMessage, match="fromEmail"):
+        decode(body, "sqs-id")

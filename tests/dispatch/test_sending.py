@@ -1,0 +1,380 @@
+"""``dispatch.sending.send_batch`` in-process, on the real parts: messages on the test moto's
+SQS in the wire format, SES in moto, the SendGrid stand-in, the database and the DB cache."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from email.utils import parseaddr
+
+import pytest
+from django.utils import timezone
+
+from dispatch import health_store
+from dispatch.health import BatchOutcome
+from dispatch.inbox import receive
+from dispatch.providers import SendGridProvider, SesProvider
+from dispatch.sending import send_batch
+from emails.models import Attempt, Email
+from gomail_site.aws import aws_client
+from tests.dispatch import realparts
+from tests.dispatch.realparts import (
+    dead_letter_reason,
+    dead_letters,
+    incoming_queue,
+    levels,
+    put,
+    receive_exactly,
+    ses_sent,
+    wait_until,
+    wire_email,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+sendgrid_stub = realparts.sendgrid_stub
+_sendgrid_stub_server = realparts._sendgrid_stub_server
+providers = realparts.providers
+clean_cache = realparts.clean_cache
+
+
+@pytest.fixture(autouse=True)
+def short_backoff(gomail_config, clean_cache) -> None:
+    gomail_config(pipeline={"backoff_base_seconds": 1, "backoff_max_seconds": 2})
+
+
+def queued(email) -> Email:
+    """The record the API creates when it accepts ``email``."""
+    return Email.objects.create(
+        id=email.id,
+        from_email=email.from_email,
+        to_email=email.to_email,
+        subject=email.subject,
+        queue=incoming_queue(),
+    )
+
+
+def enqueue(*emails) -> list:
+    for email in emails:
+        put(email.encode())
+    return receive_exactly(len(emails))
+
+
+def stub_recipients(stub) -> list[str]:
+    return [
+        message["payload"]["personalizations"][0]["to"][0]["email"] for message in stub.messages()
+    ]
+
+
+def test_success_on_sendgrid(aws, providers, sendgrid_stub, moto_server):
+    email = wire_email(to_email="one@example.org", subject="Grüße 🚀", body='Hé "there" 日本')
+    queued(email)
+    messages = enqueue(email)
+    batch_id = uuid.uuid4().hex
+
+    outcome = send_batch("sendgrid", batch_id, messages, providers=providers)
+
+    assert outcome == BatchOutcome(sent=1)
+    [sent] = sendgrid_stub.messages()
+    assert sent["payload"]["personalizations"][0]["to"][0]["email"] == "one@example.org"
+    assert sent["payload"]["subject"] == "Grüße 🚀"
+    assert sent["payload"]["content"][0]["value"] == 'Hé "there" 日本'
+    assert sent["payload"]["custom_args"] == {"gomail_id": email.id}
+    assert ses_sent(moto_server) == []
+    record = Email.objects.get(id=email.id)
+    assert record.status == Email.Status.SENT
+    assert (record.provider, record.provider_message_id) == ("sendgrid", sent["messageId"])
+    assert record.attempts == 1
+    assert levels(incoming_queue()) == (0, 0)  # deleted
+    assert health_store.read_outcomes([batch_id]) == {batch_id: outcome.to_dict()}
+
+
+def test_success_on_ses_for_a_batch_of_several(aws, providers, sendgrid_stub, moto_server):
+    emails = [wire_email(to_email=f"r{index}@example.org") for index in range(12)]
+    for email in emails[:6]:
+        queued(email)  # the others come from another producer: no record yet
+    messages = enqueue(*emails)
+
+    outcome = send_batch("ses", uuid.uuid4().hex, messages, providers=providers)
+
+    assert outcome == BatchOutcome(sent=12)
+    sent = ses_sent(moto_server)
+    assert sorted(parseaddr(m["destinations"]["ToAddresses"][0])[1] for m in sent) == sorted(
+        e.to_email for e in emails
+    )
+    assert sendgrid_stub.messages() == []
+    statuses = set(
+        Email.objects.filter(id__in=[e.id for e in emails]).values_list("status", "provider")
+    )
+    assert statuses == {(Email.Status.SENT, "ses")}
+    assert Email.objects.filter(id__in=[e.id for e in emails]).count() == 12
+    assert levels(incoming_queue()) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("this is not JSON", "not JSON"),
+        ('["email"]', 'not an object with an "email" object'),
+        ('{"email": "a string"}', 'not an object with an "email" object'),
+        (
+            json.dumps({"email": {"fromEmail": "a@example.com", "body": "x"}, "id": "1"}),
+            "missing required field(s): toEmail",
+        ),
+        (
+            json.dumps({"email": {"fromEmail": "a@example.com", "toEmail": 5, "body": "x"}}),
+            '"email.toEmail" is not a string',
+        ),
+    ],
+)
+def test_a_poison_message_goes_to_the_dead_letter_queue(
+    aws, providers, sendgrid_stub, moto_server, body, reason
+):
+    messages = enqueue_raw(body)
+    batch_id = uuid.uuid4().hex
+
+    outcome = send_batch("sendgrid", batch_id, messages, providers=providers)
+
+    assert outcome == BatchOutcome()
+    [dead] = dead_letters()
+    assert dead["Body"] == body
+    assert reason in dead_letter_reason(dead)
+    assert dead_letter_reason(dead).startswith("undecodable message")
+    assert levels(incoming_queue()) == (0, 0)
+    assert sendgrid_stub.snapshot()["attempts"] == 0
+    assert ses_sent(moto_server) == []
+    assert Email.objects.count() == 0
+    assert health_store.read_outcomes([batch_id]) == {batch_id: BatchOutcome().to_dict()}
+
+
+def enqueue_raw(body: str) -> list:
+    put(body)
+    return receive_exactly(1)
+
+
+def test_a_sendgrid_rejection_is_sent_through_ses(aws, providers, sendgrid_stub, moto_server):
+    sendgrid_stub.configure(fail_rate=1, fail_status=400)
+    email = wire_email(to_email="fallback@example.org")
+    queued(email)
+    messages = enqueue(email)
+
+    outcome = send_batch("sendgrid", uuid.uuid4().hex, messages, providers=providers)
+
+    # SendGrid's batch: its rejection is the message's fault, not SendGrid's.
+    assert outcome == BatchOutcome(permanent=1)
+    assert sendgrid_stub.messages() == []
+    [sent] = ses_sent(moto_server)
+    assert sent["destinations"]["ToAddresses"] == ["Reader <fallback@example.org>"]
+    record = Email.objects.get(id=email.id)
+    assert record.status == Email.Status.SENT
+    assert record.provider == "ses"
+    assert set(record.rejections) == {"sendgrid"}
+    assert "HTTP 400" in record.rejections["sendgrid"]
+    assert list(record.attempt_log.values_list("provider", "outcome")) == [
+        ("sendgrid", "permanent"),
+        ("ses", "sent"),
+    ]
+    assert levels(incoming_queue()) == (0, 0)
+    assert dead_letters() == []
+
+
+def test_rejected_by_both_goes_to_the_dead_letter_queue(aws, providers, sendgrid_stub, moto_server):
+    sendgrid_stub.configure(fail_rate=1, fail_status=400)
+    email = wire_email(from_email="someone@unverified.test")
+    queued(email)
+    messages = enqueue(email)
+
+    outcome = send_batch("ses", uuid.uuid4().hex, messages, providers=providers)
+
+    assert outcome == BatchOutcome(permanent=1)
+    assert ses_sent(moto_server) == []
+    assert sendgrid_stub.messages() == []
+    [dead] = dead_letters()
+    assert dead["Body"] == email.encode()
+    reason = dead_letter_reason(dead)
+    assert reason.startswith("rejected by every provider")
+    assert "ses: MessageRejected" in reason
+    assert "sendgrid: HTTP 400" in reason
+    assert dead["MessageAttributes"]["emailId"]["StringValue"] == email.id
+    record = Email.objects.get(id=email.id)
+    assert record.status == Email.Status.DEAD
+    assert record.last_error == reason
+    assert set(record.rejections) == {"ses", "sendgrid"}
+    assert record.claimed_at is None
+    assert levels(incoming_queue()) == (0, 0)
+
+
+def test_a_sendgrid_outage_hands_the_message_back_with_a_backoff(
+    aws, providers, sendgrid_stub, moto_server
+):
+    sendgrid_stub.configure(fail_rate=1, fail_status=500)
+    email = wire_email()
+    queued(email)
+    messages = enqueue(email)
+    batch_id = uuid.uuid4().hex
+
+    started = time.monotonic()
+    outcome = send_batch("sendgrid", batch_id, messages, providers=providers)
+
+    assert outcome.transient == 1
+    assert (outcome.sent, outcome.permanent) == (0, 0)
+    assert len(outcome.errors) == 1 and "HTTP 500" in outcome.errors[0]
+    assert health_store.read_outcomes([batch_id]) == {batch_id: outcome.to_dict()}
+    # Not failed over: a transient failure goes back to the queue, for any provider.
+    assert ses_sent(moto_server) == []
+    record = Email.objects.get(id=email.id)
+    assert record.status == Email.Status.FAILED
+    assert "HTTP 500" in record.last_error
+    assert record.provider == "sendgrid"
+    assert record.claimed_at is None
+    assert dead_letters() == []
+    # Hidden for the backoff (1 s), not for the queue's 30 s visibility timeout.
+    assert receive(incoming_queue(), 10) == []
+    again = []
+    while not again and time.monotonic() - started < 6:
+        time.sleep(0.2)
+        again = receive(incoming_queue(), 10)
+    assert [m.sqs_message_id for m in again] == [messages[0].sqs_message_id]
+
+    # The retry, once SendGrid is back, sends it.
+    sendgrid_stub.configure(fail_rate=0)
+    outcome = send_batch("sendgrid", uuid.uuid4().hex, again, providers=providers)
+    assert outcome == BatchOutcome(sent=1)
+    record = Email.objects.get(id=email.id)
+    assert (record.status, record.attempts) == (Email.Status.SENT, 2)
+    assert levels(incoming_queue()) == (0, 0)
+
+
+def test_an_already_sent_message_is_deleted_and_not_sent_again(
+    aws, providers, sendgrid_stub, moto_server
+):
+    email = wire_email()
+    queued(email)
+    Email.objects.filter(id=email.id).update(
+        status=Email.Status.SENT, provider="ses", sent_at=timezone.now(), attempts=1
+    )
+    messages = enqueue(email)
+    batch_id = uuid.uuid4().hex
+
+    outcome = send_batch("sendgrid", batch_id, messages, providers=providers)
+
+    assert outcome == BatchOutcome()
+    assert outcome.provider_answers == 0
+    assert sendgrid_stub.snapshot()["attempts"] == 0
+    assert ses_sent(moto_server) == []
+    assert levels(incoming_queue()) == (0, 0)
+    record = Email.objects.get(id=email.id)
+    assert (record.status, record.attempts, record.provider) == (Email.Status.SENT, 1, "ses")
+    assert health_store.read_outcomes([batch_id]) == {batch_id: BatchOutcome().to_dict()}
+
+
+def test_a_message_another_worker_is_sending_is_left_alone(
+    aws, providers, sendgrid_stub, moto_server
+):
+    email = wire_email()
+    queued(email)
+    Email.objects.filter(id=email.id).update(
+        status=Email.Status.SENDING, claimed_at=timezone.now(), attempts=1
+    )
+    messages = enqueue(email)
+
+    outcome = send_batch("sendgrid", uuid.uuid4().hex, messages, providers=providers)
+
+    assert outcome == BatchOutcome()
+    assert sendgrid_stub.snapshot()["attempts"] == 0
+    assert levels(incoming_queue()) == (0, 1)  # not deleted, not handed back: still in flight
+    assert Email.objects.get(id=email.id).status == Email.Status.SENDING
+
+
+def test_a_mixed_batch_settles_each_message_its_own_way(aws, providers, sendgrid_stub, moto_server):
+    # Every second SendGrid call fails with a 500; SES takes nothing for this batch.
+    sendgrid_stub.configure(fail_rate=0.5, fail_status=500)
+    good = [wire_email(to_email=f"g{index}@example.org") for index in range(4)]
+    for email in good:
+        queued(email)
+    for email in good:
+        put(email.encode())
+    put("poison")
+    messages = receive_exactly(5)
+    batch_id = uuid.uuid4().hex
+
+    outcome = send_batch("sendgrid", batch_id, messages, providers=providers)
+
+    assert (outcome.sent, outcome.transient, outcome.permanent) == (2, 2, 0)
+    assert sorted(stub_recipients(sendgrid_stub)) == sorted(
+        Email.objects.filter(status=Email.Status.SENT).values_list("to_email", flat=True)
+    )
+    assert Email.objects.filter(status=Email.Status.FAILED).count() == 2
+    assert [dead_letter_reason(m)[:19] for m in dead_letters()] == ["undecodable message"]
+    assert levels(incoming_queue()) == (0, 2)  # the two failed ones, hidden for the backoff
+    assert Attempt.objects.count() == 4
+    assert health_store.read_outcomes([batch_id]) == {batch_id: outcome.to_dict()}
+
+
+def test_a_message_read_again_by_someone_else_is_not_sent(
+    aws, providers, sendgrid_stub, moto_server
+):
+    # A batch that starts late: its receipt handle no longer works (here: not a handle at all),
+    # so extending its visibility fails and the message is left to whoever holds it now.
+    email = wire_email()
+    queued(email)
+    [message] = enqueue(email)
+    stale = type(message)(
+        queue=message.queue,
+        receipt_handle="expired-receipt-handle",
+        sqs_message_id=message.sqs_message_id,
+        body=message.body,
+    )
+
+    outcome = send_batch("sendgrid", uuid.uuid4().hex, [stale], providers=providers)
+
+    assert outcome == BatchOutcome()
+    assert sendgrid_stub.snapshot()["attempts"] == 0
+    assert Email.objects.get(id=email.id).status == Email.Status.QUEUED
+
+
+def test_a_timeout_after_submission_is_retried_and_counted_as_a_possible_duplicate(
+    aws, providers, sendgrid_stub, moto_server
+):
+    # The stand-in answers after the provider's 2 s timeout, but records (delivers) the email.
+    sendgrid_stub.configure(delay_ms=2_500)
+    email = wire_email()
+    queued(email)
+    messages = enqueue(email)
+
+    outcome = send_batch("sendgrid", uuid.uuid4().hex, messages, providers=providers)
+
+    assert outcome.transient == 1
+    record = Email.objects.get(id=email.id)
+    assert record.status == Email.Status.FAILED
+    assert record.unknown_outcomes == 1  # it may have been delivered: a retry may duplicate it
+    attempt = record.attempt_log.get()
+    assert (attempt.outcome, attempt.outcome_unknown) == ("transient", True)
+    assert ses_sent(moto_server) == []  # not failed over: a retry goes through the queue
+    assert levels(incoming_queue()) == (0, 1)
+    assert wait_until(lambda: len(sendgrid_stub.messages()) == 1, timeout=3)
+
+
+def test_a_provider_refusing_our_credentials_counts_against_it_and_retries(
+    aws, sendgrid_stub, moto_server
+):
+    wrong_key = {
+        "ses": SesProvider(aws_client("ses", attempts=1)),
+        "sendgrid": SendGridProvider(api_key="SG.wrong", host=sendgrid_stub.url, timeout_seconds=2),
+    }
+    email = wire_email()
+    queued(email)
+    messages = enqueue(email)
+
+    outcome = send_batch("sendgrid", uuid.uuid4().hex, messages, providers=wrong_key)
+
+    assert (outcome.provider_config, outcome.sent, outcome.permanent) == (1, 0, 0)
+    assert outcome.health_failures == 1
+    assert "HTTP 401" in outcome.errors[0]
+    assert ses_sent(moto_server) == []
+    record = Email.objects.get(id=email.id)
+    assert record.status == Email.Status.FAILED
+    assert record.rejections == {}  # not the message's fault: SendGrid may take it later
+    assert levels(incoming_queue()) == (0, 1)
+    assert dead_letters() == []

@@ -1,0 +1,261 @@
+"""Email record transitions while workers deliver (emails/records.py), on the real database."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from emails import records
+from emails.models import Attempt, Email
+from emails.records import Claim
+from emails.wire import WireEmail
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+STALE_AFTER = timedelta(seconds=30)
+
+
+def wire(**overrides) -> WireEmail:
+    fields = {
+        "id": str(uuid.uuid4()),
+        "from_email": "sender@example.com",
+        "from_name": "Sender",
+        "to_email": "reader@example.org",
+        "to_name": "Reader",
+        "subject": "Hello",
+        "body": "Body",
+        "accepted_at": datetime(2026, 11, 30, 6, 0, tzinfo=UTC),
+    }
+    fields.update(overrides)
+    return WireEmail(**fields)
+
+
+def stored(email: WireEmail, **fields) -> Email:
+    """A record as the API leaves it (queued), with ``fields`` changed."""
+    values = {
+        "id": email.id,
+        "from_email": email.from_email,
+        "to_email": email.to_email,
+        "subject": email.subject,
+        "queue": "gomail-test-incoming-1",
+    }
+    values.update(fields)
+    return Email.objects.create(**values)
+
+
+def test_claim_of_a_queued_record_takes_it_and_counts_the_attempt():
+    email = wire()
+    stored(email, attempts=0)
+
+    result = records.claim(email, "q", STALE_AFTER)
+
+    assert result.claim is Claim.CLAIMED
+    record = Email.objects.get(id=email.id)
+    assert record.status == Email.Status.SENDING
+    assert record.attempts == 1
+    assert record.claimed_at is not None
+    assert record.unknown_outcomes == 0
+
+
+def test_claim_of_a_failed_record_takes_it_again_with_its_rejections():
+    email = wire()
+    stored(email, status=Email.Status.FAILED, attempts=2, rejections={"sendgrid": "HTTP 400"})
+
+    result = records.claim(email, "q", STALE_AFTER)
+
+    assert result.claim is Claim.CLAIMED
+    assert result.rejections == {"sendgrid": "HTTP 400"}
+    assert Email.objects.get(id=email.id).attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(Email.Status.SENT, Claim.ALREADY_SENT), (Email.Status.DEAD, Claim.ALREADY_DEAD)],
+)
+def test_claim_of_a_finished_record_changes_nothing(status, expected):
+    email = wire()
+    stored(email, status=status, attempts=1)
+
+    result = records.claim(email, "q", STALE_AFTER)
+
+    assert result.claim is expected
+    record = Email.objects.get(id=email.id)
+    assert (record.status, record.attempts, record.claimed_at) == (status, 1, None)
+
+
+def test_claim_of_a_record_another_live_worker_sends_is_busy():
+    email = wire()
+    claimed_at = timezone.now() - timedelta(seconds=5)
+    stored(email, status=Email.Status.SENDING, attempts=1, claimed_at=claimed_at)
+
+    result = records.claim(email, "q", STALE_AFTER)
+
+    assert result.claim is Claim.BUSY
+    record = Email.objects.get(id=email.id)
+    assert (record.attempts, record.claimed_at, record.unknown_outcomes) == (1, claimed_at, 0)
+
+
+@pytest.mark.parametrize("claimed_ago", [timedelta(seconds=31), timedelta(hours=5), None])
+def test_claim_of_a_stale_sending_record_takes_it_over_as_an_unknown_outcome(claimed_ago):
+    email = wire()
+    claimed_at = timezone.now() - claimed_ago if claimed_ago else None
+    stored(email, status=Email.Status.SENDING, attempts=1, claimed_at=claimed_at)
+
+    result = records.claim(email, "q", STALE_AFTER)
+
+    assert result.claim is Claim.CLAIMED
+    record = Email.objects.get(id=email.id)
+    assert record.status == Email.Status.SENDING
+    assert record.attempts == 2
+    assert record.unknown_outcomes == 1  # the dead worker may have sent it
+    assert record.claimed_at > timezone.now() - timedelta(seconds=5)
+
+
+def test_claim_of_a_message_from_another_producer_creates_its_record():
+    email = wire(accepted_at=None, from_name="F" * 300, subject="S" * 1200)
+    before = timezone.now()
+
+    result = records.claim(email, "gomail-test-incoming-2", STALE_AFTER)
+
+    assert result.claim is Claim.CLAIMED
+    record = Email.objects.get(id=email.id)
+    assert record.status == Email.Status.SENDING
+    assert record.attempts == 1
+    assert record.queue == "gomail-test-incoming-2"
+    assert (record.from_email, record.to_email) == (email.from_email, email.to_email)
+    assert len(record.from_name) == 256 and len(record.subject) == 998  # cut to the columns
+    assert record.accepted_at >= before
+
+
+def test_two_workers_claiming_the_same_record_at_once_one_wins():
+    def claim(email: WireEmail, barrier: threading.Barrier) -> Claim:
+        try:
+            barrier.wait(timeout=10)
+            return records.claim(email, "q", STALE_AFTER).claim
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for round_ in range(20):
+            email = wire()
+            # Even rounds race on the API's record, odd rounds on a record neither has yet.
+            if round_ % 2 == 0:
+                stored(email)
+            barrier = threading.Barrier(2)
+            claims = list(pool.map(claim, [email, email], [barrier, barrier]))
+
+            assert sorted(claims) == sorted([Claim.CLAIMED, Claim.BUSY]), f"round {round_}"
+            assert Email.objects.get(id=email.id).attempts == 1
+
+
+def test_two_workers_taking_over_the_same_stale_claim_one_wins():
+    def claim(email: WireEmail, barrier: threading.Barrier) -> Claim:
+        try:
+            barrier.wait(timeout=10)
+            return records.claim(email, "q", STALE_AFTER).claim
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for round_ in range(20):
+            email = wire()
+            stale = timezone.now() - timedelta(minutes=5)
+            stored(email, status=Email.Status.SENDING, attempts=1, claimed_at=stale)
+            barrier = threading.Barrier(2)
+            claims = list(pool.map(claim, [email, email], [barrier, barrier]))
+
+            assert sorted(claims) == sorted([Claim.CLAIMED, Claim.BUSY]), f"round {round_}"
+            record = Email.objects.get(id=email.id)
+            assert (record.attempts, record.unknown_outcomes) == (2, 1)
+
+
+def test_record_sent_ends_the_claim():
+    email = wire()
+    stored(email, last_error="HTTP 500")
+    records.claim(email, "q", STALE_AFTER)
+
+    records.record_sent(email.id, "ses", "ses-message-id")
+
+    record = Email.objects.get(id=email.id)
+    assert record.status == Email.Status.SENT
+    assert (record.provider, record.provider_message_id) == ("ses", "ses-message-id")
+    assert record.sent_at is not None
+    assert record.claimed_at is None
+    assert record.last_error == ""
+    assert records.claim(email, "q", STALE_AFTER).claim is Claim.ALREADY_SENT
+
+
+def test_record_failure_hands_the_record_back_for_a_retry():
+    email = wire()
+    stored(email)
+    records.claim(email, "q", STALE_AFTER)
+
+    records.record_failure(email.id, "sendgrid", "no answer within 2s", outcome_unknown=True)
+
+    record = Email.objects.get(id=email.id)
+    assert record.status == Email.Status.FAILED
+    assert (record.provider, record.last_error) == ("sendgrid", "no answer within 2s")
+    assert record.claimed_at is None
+    assert record.unknown_outcomes == 1
+    assert records.claim(email, "q", STALE_AFTER).claim is Claim.CLAIMED
+
+
+def test_record_rejection_accumulates_per_provider():
+    email = wire()
+    stored(email)
+    records.claim(email, "q", STALE_AFTER)
+
+    records.record_rejection(email.id, "sendgrid", "HTTP 400: bad")
+    records.record_rejection(email.id, "ses", "MessageRejected: no")
+
+    record = Email.objects.get(id=email.id)
+    assert record.rejections == {"sendgrid": "HTTP 400: bad", "ses": "MessageRejected: no"}
+    assert record.last_error == "MessageRejected: no"
+
+
+def test_record_dead_and_release_claim():
+    dead, released, sent = wire(), wire(), wire()
+    for email in (dead, released, sent):
+        stored(email)
+        records.claim(email, "q", STALE_AFTER)
+    records.record_sent(sent.id, "ses", "x")
+
+    records.record_dead(dead.id, "rejected by every provider")
+    records.release_claim(released.id)
+    records.release_claim(sent.id)  # not sending: left alone
+
+    record = Email.objects.get(id=dead.id)
+    assert (record.status, record.last_error, record.claimed_at) == (
+        Email.Status.DEAD,
+        "rejected by every provider",
+        None,
+    )
+    record = Email.objects.get(id=released.id)
+    assert (record.status, record.claimed_at) == (Email.Status.FAILED, None)
+    assert Email.objects.get(id=sent.id).status == Email.Status.SENT
+
+
+def test_record_attempt_keeps_the_history_in_order():
+    email = wire()
+    stored(email)
+
+    records.record_attempt(email.id, "sendgrid", "permanent", "HTTP 400")
+    records.record_attempt(email.id, "ses", "transient", "timeout", outcome_unknown=True)
+    records.record_attempt(email.id, "ses", "sent")
+
+    history = list(
+        Attempt.objects.filter(email_id=email.id).values_list(
+            "provider", "outcome", "error", "outcome_unknown"
+        )
+    )
+    assert history == [
+        ("sendgrid", "permanent", "HTTP 400", False),
+        ("ses", "transient", "timeout", True),
+        ("ses", "sent", "", False),
+    ]
