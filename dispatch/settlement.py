@@ -18,6 +18,7 @@ from dispatch.inbox import ReceivedMessage
 from dispatch.splitting import batches
 from emails.wire import SQS_DISALLOWED_CHARACTERS
 from gomail_site.aws import aws_client, queue_url
+from gomail_site.config import SQS_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -126,19 +127,44 @@ def extend_visibility(messages: Sequence[ReceivedMessage], seconds: int) -> list
     return kept
 
 
+# What SQS counts for one String attribute besides its name and value ("String").
+ATTRIBUTE_TYPE_BYTES = len("String")
+
+
+def fit_attributes(attributes: dict[str, str], budget: int) -> dict[str, str]:
+    """The attributes, in order of importance, that fit in ``budget`` bytes (SQS counts the
+    body and every attribute's name, type and value against one 256 KiB limit). The first,
+    the reason, is cut to fit rather than dropped while a few bytes remain. Pure."""
+    kept: dict[str, str] = {}
+    for index, (name, value) in enumerate(attributes.items()):
+        cost = len(name) + ATTRIBUTE_TYPE_BYTES
+        room = budget - cost
+        encoded = value.encode("utf-8")
+        if len(encoded) <= room:
+            kept[name] = value
+            budget -= cost + len(encoded)
+        elif index == 0 and room > 16:
+            kept[name] = encoded[: room - 3].decode("utf-8", errors="ignore") + "..."
+            budget -= cost + len(kept[name].encode("utf-8"))
+    return kept
+
+
 def _send_to_dead_letters(verdict: Verdict, dead_letter_queue: str) -> bool:
     message = verdict.message
     # SQS refuses the whole message for one character outside its set in an attribute: the
     # copy would never be accepted and the message would come back forever.
     reason = SQS_DISALLOWED_CHARACTERS.sub("\ufffd", verdict.reason[:MAX_REASON_LENGTH])
-    attributes = {
+    wanted = {
         "reason": reason or "unknown",
+        "emailId": verdict.email_id or "",
         "sourceQueue": message.queue,
         "sourceMessageId": message.sqs_message_id,
         "receiveCount": str(message.receive_count),
     }
-    if verdict.email_id:
-        attributes["emailId"] = verdict.email_id
+    attributes = fit_attributes(
+        {name: value for name, value in wanted.items() if value},
+        SQS_MAX_MESSAGE_BYTES - len(message.body.encode("utf-8")),
+    )
     try:
         aws_client("sqs").send_message(
             QueueUrl=queue_url(dead_letter_queue),

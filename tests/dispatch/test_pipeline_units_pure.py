@@ -445,3 +445,42 @@ def test_batch_outcome_of_a_failover_does_not_blame_the_provider_that_sent():
 def test_batch_outcome_without_calls_is_silent():
     assert batch_outcome("ses", []) == BatchOutcome()
     assert batch_outcome("ses", [Call("sendgrid", "sent")]).provider_answers == 0
+
+
+# -- fit_attributes: a dead-letter copy must fit in SQS's limit with its attributes -----------
+
+
+def test_every_attribute_is_kept_when_there_is_room():
+    from dispatch.settlement import fit_attributes
+
+    attributes = {"reason": "rejected", "emailId": "e-1", "sourceQueue": "q"}
+
+    assert fit_attributes(attributes, 10_000) == attributes
+
+
+def test_the_reason_is_cut_and_the_rest_dropped_when_the_body_leaves_little_room():
+    from dispatch.settlement import fit_attributes
+
+    attributes = {"reason": "r" * 500, "emailId": "e" * 36, "sourceQueue": "q" * 20}
+
+    kept = fit_attributes(attributes, 100)
+
+    assert list(kept) == ["reason"]
+    assert kept["reason"].endswith("...")
+    cost = sum(len(k) + len("String") + len(v.encode()) for k, v in kept.items())
+    assert cost <= 100
+
+
+def test_nothing_is_kept_when_there_is_no_room_at_all():
+    from dispatch.settlement import fit_attributes
+
+    assert fit_attributes({"reason": "x" * 50}, 10) == {}
+
+
+def test_multibyte_reasons_are_cut_on_a_character_boundary():
+    from dispatch.settlement import fit_attributes
+
+    kept = fit_attributes({"reason": "é" * 100}, 60)
+
+    assert kept["reason"].endswith("...")
+    assert len(kept["reason"].encode()) + len("reason") + len("String") <= 60
