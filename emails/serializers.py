@@ -82,7 +82,8 @@ class EmailStatusSerializer(serializers.ModelSerializer):
     messageId = serializers.CharField(source="id")
     lastError = serializers.CharField(source="last_error")
     acceptedAt = serializers.DateTimeField(source="accepted_at")
-    sentAt = serializers.DateTimeField(source="sent_at")
+    # None until a provider accepted it: documented as nullable, as it is answered.
+    sentAt = serializers.DateTimeField(source="sent_at", allow_null=True)
 
     class Meta:
         model = Email
@@ -95,3 +96,14 @@ class EmailStatusSerializer(serializers.ModelSerializer):
             "acceptedAt",
             "sentAt",
         ]
+
+
+class RecentEmailSerializer(EmailStatusSerializer):
+    """One line of ``GET /email/recent``: the status plus what the email was."""
+
+    toEmail = serializers.CharField(source="to_email")
+    toName = serializers.CharField(source="to_name")
+    subject = serializers.CharField()
+
+    class Meta(EmailStatusSerializer.Meta):
+        fields = [*EmailStatusSerializer.Meta.fields, "toEmail", "toName", "subject"]

@@ -5,8 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,7 +23,7 @@ from emails.errors import ApiError, ServiceUnavailable, error_body
 from emails.models import ApiKey, Email
 from emails.openapi import FORBIDDEN, NOT_FOUND, UNAUTHENTICATED, error
 from emails.parsing import COULD_NOT_DECODE, AnyContentTypeNegotiation
-from emails.serializers import EmailStatusSerializer, SendEmailSerializer
+from emails.serializers import EmailStatusSerializer, RecentEmailSerializer, SendEmailSerializer
 from emails.wire import WIRE_FIELDS, WireEmail, has_disallowed_characters
 
 DISALLOWED_CHARACTERS = "Body contains characters outside the allowed set"
@@ -100,22 +106,61 @@ class EmailStatusView(APIView):
         responses={200: EmailStatusSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND},
     )
     def get(self, request: Request, message_id: str) -> Response:
-        email = self._visible_emails(request).filter(id=_uuid_or_none(message_id)).first()
+        email = visible_emails(request).filter(id=_uuid_or_none(message_id)).first()
         if email is None:
             return Response(error_body({"base": "Not found"}), status=404)
         return Response(EmailStatusSerializer(email).data)
 
-    @staticmethod
-    def _visible_emails(request: Request) -> Any:
-        api_key, user = _sender(request)
-        if api_key is not None:
-            return Email.objects.filter(api_key=api_key)
-        if user is not None:
-            return Email.objects.filter(user=user)
-        if request.user is None or not request.user.is_authenticated:
-            # Only reachable with require_auth off: a trusted network sees every record.
-            return Email.objects.all()
-        return Email.objects.none()
+
+class RecentEmailsView(APIView):
+    """The caller's most recent emails, newest first, optionally of one status."""
+
+    @extend_schema(
+        operation_id="listRecentEmails",
+        summary="The caller's recent emails",
+        parameters=[
+            OpenApiParameter("status", str, enum=Email.Status.values, required=False),
+            OpenApiParameter("limit", int, required=False, description="1 to 200, default 50"),
+        ],
+        responses={
+            200: RecentEmailSerializer(many=True),
+            400: error("An unknown status or a bad limit.", {"base": "Unknown status"}),
+            401: UNAUTHENTICATED,
+        },
+    )
+    def get(self, request: Request) -> Response:
+        emails = visible_emails(request)
+        status = request.query_params.get("status")
+        if status:
+            if status not in Email.Status.values:
+                raise ApiError("Unknown status")
+            emails = emails.filter(status=status)
+        try:
+            limit = int(request.query_params.get("limit", DEFAULT_RECENT))
+        except ValueError:
+            raise ApiError("Limit must be a number") from None
+        if not 1 <= limit <= MAX_RECENT:
+            raise ApiError(f"Limit must be between 1 and {MAX_RECENT}")
+        return Response(
+            RecentEmailSerializer(emails.order_by("-accepted_at")[:limit], many=True).data
+        )
+
+
+DEFAULT_RECENT = 50
+MAX_RECENT = 200
+
+
+def visible_emails(request: Request) -> QuerySet[Email]:
+    """The emails ``request``'s caller may see: its API key's, or its signed-in user's."""
+    api_key, user = _sender(request)
+    if api_key is not None:
+        return Email.objects.filter(api_key=api_key)
+    if user is not None:
+        return Email.objects.filter(user=user)
+    if request.user is None or not request.user.is_authenticated:
+        # Only reachable with require_auth off: a trusted network sees every record.
+        return Email.objects.all()
+    return Email.objects.none()
 
 
 def _uuid_or_none(value: str) -> uuid.UUID | None:

@@ -4,15 +4,20 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from gomail_site.metrics import metrics_view
 from gomail_site.probes import healthz, readyz
+from gomail_site.session import SessionView
+from gomail_site.ui import ui_not_built
 
 urlpatterns = [
+    path("", ui_not_built, name="ui"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="api-docs"),
+    path("session", SessionView.as_view(), name="session"),
     path("", include("emails.urls")),
+    path("", include("dispatch.urls")),
 ]
 
 # Clients of a JSON API get JSON for every error, never Django's HTML pages.
