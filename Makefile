@@ -13,7 +13,10 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # Every process of a local run writes its Prometheus metrics here; /metrics adds them up.
 export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/.run/prometheus
 
-.PHONY: install run test lint format clean
+NODE_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock.json | cksum | cut -d' ' -f1)
+UI_SOURCES := $(shell find frontend/src -type f 2>/dev/null) frontend/index.html frontend/vite.config.js
+
+.PHONY: install run test lint format clean ui
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +24,21 @@ $(STAMP): requirements.txt requirements-dev.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-install: $(STAMP)
+$(NODE_STAMP): frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+	rm -f frontend/node_modules/.installed-*
+	touch $(NODE_STAMP)
+
+frontend/dist/index.html: $(NODE_STAMP) $(UI_SOURCES)
+	cd frontend && npm run build --silent
+
+## The browser UI, built into frontend/dist (served by Django at /).
+ui: frontend/dist/index.html
+
+install: $(STAMP) $(NODE_STAMP)
 
 ## Set up and run the whole service on embedded defaults (Ctrl-C stops everything).
-run: $(STAMP)
+run: $(STAMP) ui
 	rm -rf $(PROMETHEUS_MULTIPROC_DIR) && mkdir -p .run $(PROMETHEUS_MULTIPROC_DIR)
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py createcachetable
@@ -32,10 +46,13 @@ run: $(STAMP)
 	$(BIN)/python manage.py create_demo_account
 	$(BIN)/honcho start -f Procfile
 
-## Set up and run the whole test suite (lint included).
-test: $(STAMP)
+## Set up and run the whole test suite (lint, the UI's unit tests, then pytest with the
+## browser tests against the built UI).
+test: $(STAMP) ui
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	cd frontend && npm test --silent
+	scripts/ensure-chromium
 	@# pytest's exit 5 means "no tests collected" (e.g. a -k filter that matches nothing).
 	$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "make test: no tests were collected"; exit 0; fi; exit $$status
@@ -49,4 +66,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) staticfiles gomail.sqlite3 gomail.sqlite3-*
+	rm -rf $(VENV) staticfiles gomail.sqlite3 gomail.sqlite3-* frontend/node_modules frontend/dist .run

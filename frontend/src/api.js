@@ -1,0 +1,103 @@
+// The one module that talks to the Gomail API (same origin, JSON, Django session + CSRF).
+// Every failure becomes an ApiError whose `errors` has the API's shape: {base} or {<field>}.
+
+export const NETWORK_ERROR = "Network error: could not reach the server";
+
+export class ApiError extends Error {
+  constructor(status, errors) {
+    super(errors.base || Object.values(errors)[0] || `HTTP ${status}`);
+    this.name = "ApiError";
+    this.status = status; // 0: the server was not reached
+    this.errors = errors;
+  }
+}
+
+function csrfToken() {
+  const cookie = document.cookie.split("; ").find((part) => part.startsWith("csrftoken="));
+  return cookie ? decodeURIComponent(cookie.slice("csrftoken=".length)) : null;
+}
+
+// The API sends one message per field; be lenient with lists and other values anyway.
+function errorsOf(data, status) {
+  const errors = data && typeof data === "object" ? data.errors : null;
+  if (!errors || typeof errors !== "object" || Object.keys(errors).length === 0) {
+    return { base: `Unexpected answer from the server (HTTP ${status})` };
+  }
+  return Object.fromEntries(
+    Object.entries(errors).map(([key, value]) => [
+      key,
+      Array.isArray(value) ? value.join(" ") : String(value),
+    ]),
+  );
+}
+
+export async function request(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET") {
+    const token = csrfToken();
+    if (token) headers["X-CSRFToken"] = token;
+  }
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, { base: NETWORK_ERROR });
+  }
+  if (response.status === 204) return null;
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    // Not JSON (a proxy's error page, say): handled below by status.
+  }
+  if (!response.ok) throw new ApiError(response.status, errorsOf(data, response.status));
+  return data;
+}
+
+export const getSession = () => request("GET", "/session");
+
+export async function signIn(username, password) {
+  // The CSRF cookie comes with GET /session; fetch it first if this page never had it.
+  if (!csrfToken()) {
+    await getSession().catch((error) => {
+      if (error.status === 0) throw error;
+    });
+  }
+  return request("POST", "/session", { username, password });
+}
+
+export const signOut = () => request("DELETE", "/session");
+export const sendEmail = (email) => request("POST", "/email/send", { email });
+export const getEmail = (messageId) => request("GET", `/email/${encodeURIComponent(messageId)}`);
+
+export function getRecentEmails({ status = "", limit = 50 } = {}) {
+  const query = new URLSearchParams(status ? { status, limit } : { limit });
+  return request("GET", `/email/recent?${query}`);
+}
+
+export const getProviders = () => request("GET", "/providers");
+
+// For createAsyncThunk: an ApiError becomes a serialisable rejected value {status, errors}.
+export function apiThunk(call) {
+  return async (arg, thunkApi) => {
+    try {
+      return await call(arg, thunkApi);
+    } catch (error) {
+      if (error instanceof ApiError) {
+        return thunkApi.rejectWithValue({ status: error.status, errors: error.errors });
+      }
+      throw error;
+    }
+  };
+}
+
+// The errors of a rejected thunk action, whether the API or the code failed.
+export function errorsOfAction(action) {
+  return action.payload?.errors ?? { base: action.error?.message || "Something went wrong" };
+}

@@ -1,0 +1,33 @@
+import { useSelector } from "react-redux";
+import DeliveryStatus from "./DeliveryStatus.jsx";
+
+/** One email's status page (#/email/<id>), opened from the recent list or after sending. */
+export default function EmailPage({ messageId }) {
+  // What the recent list knows about it, if it was opened from there.
+  const summary = useSelector((state) => state.recent.items.find((e) => e.messageId === messageId));
+  return (
+    <>
+      <h1 tabIndex={-1}>Delivery status</h1>
+      <section className="card" aria-label="Email">
+        <dl className="facts">
+          <dt>Message id</dt>
+          <dd>
+            <code data-testid="message-id">{messageId}</code>
+          </dd>
+          {summary && (
+            <>
+              <dt>To</dt>
+              <dd>{summary.toName ? `${summary.toName} <${summary.toEmail}>` : summary.toEmail}</dd>
+              <dt>Subject</dt>
+              <dd>{summary.subject || "(no subject)"}</dd>
+            </>
+          )}
+        </dl>
+        <DeliveryStatus messageId={messageId} />
+      </section>
+      <p>
+        <a href="#/recent">Back to recent emails</a>
+      </p>
+    </>
+  );
+}

@@ -1,0 +1,14 @@
+import { configureStore } from "@reduxjs/toolkit";
+import nav from "./features/nav.js";
+import providers from "./features/providers.js";
+import recent from "./features/recent.js";
+import send from "./features/send.js";
+import session from "./features/session.js";
+import status from "./features/status.js";
+
+export function makeStore(preloadedState) {
+  return configureStore({
+    reducer: { session, nav, send, status, recent, providers },
+    preloadedState,
+  });
+}
