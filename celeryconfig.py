@@ -42,7 +42,8 @@ if _config.celery.queue_urls:
         name: {"url": str(url)} for name, url in _config.celery.queue_urls.items()
     }
 
-task_queues = [Queue(name) for name in _config.celery_queues]
+# Each queue bound by its own name, so nothing published to one can reach another.
+task_queues = [Queue(name, routing_key=name) for name in _config.celery_queues]
 task_default_queue = PIPELINE_QUEUE
 task_create_missing_queues = False
 task_routes = {"dispatch.tasks.run_pipeline": {"queue": PIPELINE_QUEUE}}

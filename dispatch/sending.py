@@ -105,7 +105,11 @@ def deliver(
     if claimed.claim in (Claim.ALREADY_SENT, Claim.ALREADY_DEAD):
         return Verdict(message, Action.DELETE, email_id=email.id), []
     if claimed.claim is Claim.BUSY:
-        return Verdict(message, Action.LEAVE, email_id=email.id), []
+        # Another worker holds it. If that worker is alive, the message is sent (and then only
+        # deleted) by the time we look again; if it died, we may take over as soon as its
+        # claim is stale, rather than a whole visibility timeout later.
+        wait = (claimed.stale_in or timedelta(0)).total_seconds()
+        return Verdict(message, Action.RECHECK, retry_after_seconds=wait, email_id=email.id), []
 
     rejections = dict(claimed.rejections)
     # The batch's own provider first, then the others in configuration order.

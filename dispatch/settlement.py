@@ -31,7 +31,7 @@ class Action(StrEnum):
     DELETE = "delete"  # sent (now or before): the message is done
     RETRY = "retry"  # back to the queue after a backoff, for any provider
     DEAD_LETTER = "dead_letter"  # to the dead-letter queue with its reason, then deleted
-    LEAVE = "leave"  # another worker holds it: do not touch it
+    RECHECK = "recheck"  # another worker holds it: look again after exactly retry_after
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,12 @@ def plan_settlement(verdicts: Sequence[Verdict], base: int, cap: int) -> Settlem
             plan.deletes[message.queue].append(message)
         elif verdict.action is Action.RETRY:
             delay = backoff_seconds(message.receive_count, base, cap, verdict.retry_after_seconds)
+            plan.retries[message.queue].append((message, delay))
+        elif verdict.action is Action.RECHECK:
+            # Not a failure: no backoff, just the time until the other holder's claim lapses.
+            delay = min(
+                max(1, math.ceil(verdict.retry_after_seconds or 0)), SQS_MAX_VISIBILITY_SECONDS
+            )
             plan.retries[message.queue].append((message, delay))
         elif verdict.action is Action.DEAD_LETTER:
             plan.dead_letters.append(verdict)

@@ -23,13 +23,15 @@ class Claim(StrEnum):
     CLAIMED = "claimed"  # this worker sends it now
     ALREADY_SENT = "already_sent"  # delete the message, send nothing
     ALREADY_DEAD = "already_dead"  # it was dead-lettered before: delete the leftover
-    BUSY = "busy"  # another live worker is sending it: leave the message alone
+    BUSY = "busy"  # another worker is sending it: look again once its claim would be stale
 
 
 @dataclass(frozen=True)
 class ClaimResult:
     claim: Claim
     rejections: dict[str, str] = field(default_factory=dict)
+    # BUSY: how long until the other worker's claim is stale (and may be taken over).
+    stale_in: timedelta | None = None
 
 
 def claim(email: WireEmail, queue: str, stale_after: timedelta) -> ClaimResult:
@@ -61,15 +63,15 @@ def claim(email: WireEmail, queue: str, stale_after: timedelta) -> ClaimResult:
                 unknown_outcomes=F("unknown_outcomes") + 1,
             )
         )
-    status, rejections = records.values_list("status", "rejections").get()
+    status, rejections, claimed_at = records.values_list("status", "rejections", "claimed_at").get()
     if claimed:
         return ClaimResult(Claim.CLAIMED, dict(rejections or {}))
-    return ClaimResult(
-        {
-            Email.Status.SENT: Claim.ALREADY_SENT,
-            Email.Status.DEAD: Claim.ALREADY_DEAD,
-        }.get(status, Claim.BUSY)
-    )
+    if status == Email.Status.SENT:
+        return ClaimResult(Claim.ALREADY_SENT)
+    if status == Email.Status.DEAD:
+        return ClaimResult(Claim.ALREADY_DEAD)
+    stale_in = (claimed_at + stale_after - now) if claimed_at else timedelta(0)
+    return ClaimResult(Claim.BUSY, stale_in=max(stale_in, timedelta(0)))
 
 
 def record_attempt(

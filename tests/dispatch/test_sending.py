@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import timedelta
 from email.utils import parseaddr
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from dispatch import health_store
@@ -269,22 +271,40 @@ def test_an_already_sent_message_is_deleted_and_not_sent_again(
     assert health_store.read_outcomes([batch_id]) == {batch_id: BatchOutcome().to_dict()}
 
 
-def test_a_message_another_worker_is_sending_is_left_alone(
+def test_a_message_another_worker_is_sending_comes_back_when_its_claim_goes_stale(
     aws, providers, sendgrid_stub, moto_server
 ):
     email = wire_email()
     queued(email)
+    visibility = settings.GOMAIL.sqs.visibility_timeout_seconds
+    # Claimed by another worker 2 s short of stale: not sent now, looked at again in ~2 s
+    # (a dead worker's email is then taken over), not a whole visibility timeout later.
     Email.objects.filter(id=email.id).update(
-        status=Email.Status.SENDING, claimed_at=timezone.now(), attempts=1
+        status=Email.Status.SENDING,
+        claimed_at=timezone.now() - timedelta(seconds=visibility - 2),
+        attempts=1,
     )
     messages = enqueue(email)
+    started = time.monotonic()
 
     outcome = send_batch("sendgrid", uuid.uuid4().hex, messages, providers=providers)
 
     assert outcome == BatchOutcome()
     assert sendgrid_stub.snapshot()["attempts"] == 0
-    assert levels(incoming_queue()) == (0, 1)  # not deleted, not handed back: still in flight
     assert Email.objects.get(id=email.id).status == Email.Status.SENDING
+    assert receive(incoming_queue(), 10) == []
+    again = []
+    while not again and time.monotonic() - started < 8:
+        time.sleep(0.2)
+        again = receive(incoming_queue(), 10)
+    assert [m.sqs_message_id for m in again] == [messages[0].sqs_message_id]
+
+    outcome = send_batch("sendgrid", uuid.uuid4().hex, again, providers=providers)
+
+    assert outcome == BatchOutcome(sent=1)
+    record = Email.objects.get(id=email.id)
+    assert record.status == Email.Status.SENT
+    assert record.unknown_outcomes == 1  # taken over: the other worker may have sent it
 
 
 def test_a_mixed_batch_settles_each_message_its_own_way(aws, providers, sendgrid_stub, moto_server):

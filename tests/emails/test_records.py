@@ -97,6 +97,7 @@ def test_claim_of_a_record_another_live_worker_sends_is_busy():
     result = records.claim(email, "q", STALE_AFTER)
 
     assert result.claim is Claim.BUSY
+    assert timedelta(seconds=24) <= result.stale_in <= STALE_AFTER - timedelta(seconds=5)
     record = Email.objects.get(id=email.id)
     assert (record.attempts, record.claimed_at, record.unknown_outcomes) == (1, claimed_at, 0)
 
