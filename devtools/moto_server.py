@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import signal
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from types import FrameType, TracebackType
 from typing import Any
 
 from moto.moto_server.werkzeug_app import (
@@ -36,12 +34,11 @@ from moto.moto_server.werkzeug_app import (
 from moto.sqs.models import SQSBackend
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from devtools.serving import BackgroundServer, run_until_signalled, serve_in_thread
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 _READY_TIMEOUT_SECONDS = 10.0
-_STOP_TIMEOUT_SECONDS = 10.0
-# How often the serving loop checks for stop(): bounds how long stop() takes.
-_POLL_INTERVAL_SECONDS = 0.1
 # moto's own long-poll wait returns at once while a queue holds visible messages it may not
 # hand out (FIFO groups in flight); without a short pause our retry loop would spin on the lock.
 _MIN_LONG_POLL_PAUSE_SECONDS = 0.02
@@ -167,25 +164,11 @@ def build_app() -> WSGIApp:
     return SerialisingMiddleware(DomainDispatcherApplication(create_backend_app))
 
 
-class MotoServer:
+class MotoServer(BackgroundServer):
     """A running moto server in a daemon thread of this process. Use :func:`start_moto_server`.
 
     All servers in one process share moto's backends: resetting one resets them all.
     """
-
-    def __init__(self, server: BaseWSGIServer, thread: threading.Thread) -> None:
-        self._server = server
-        self._thread = thread
-        self.host: str = server.server_address[0]
-        self.port: int = server.server_address[1]
-        self.url: str = f"http://{self.host}:{self.port}"
-
-    def stop(self) -> None:
-        """Stop accepting requests and close the listening socket. Idempotent."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(_STOP_TIMEOUT_SECONDS)
-        self._server.server_close()
 
     def reset(self) -> None:
         """Empty every moto backend (``POST /moto-api/reset``); ``RuntimeError`` on failure."""
@@ -199,20 +182,6 @@ class MotoServer:
         if response.status != 200:
             raise RuntimeError(f"moto reset failed with HTTP {response.status}")
 
-    def __enter__(self) -> MotoServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"MotoServer(url={self.url!r})"
-
 
 def start_moto_server(host: str = DEFAULT_HOST, port: int = 0) -> MotoServer:
     """Start a serialised moto server in a daemon thread; return once it accepts connections.
@@ -221,14 +190,7 @@ def start_moto_server(host: str = DEFAULT_HOST, port: int = 0) -> MotoServer:
     address cannot be bound, ``TimeoutError`` if the server does not come up in time.
     """
     server = _make_server(host, port)
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": _POLL_INTERVAL_SECONDS},
-        name=f"moto-server:{server.server_address[1]}",
-        daemon=True,
-    )
-    thread.start()
-    moto = MotoServer(server, thread)
+    moto = MotoServer(server, serve_in_thread(server, f"moto-server:{server.server_address[1]}"))
     try:
         _wait_until_accepting(moto.host, moto.port, _READY_TIMEOUT_SECONDS)
     except BaseException:
@@ -263,18 +225,6 @@ def _wait_until_accepting(host: str, port: int, timeout: float) -> None:
             time.sleep(0.05)
 
 
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGINT or SIGTERM (installs the handlers; main thread only)."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    return stop
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point: serve until SIGINT/SIGTERM, then return 0."""
     parser = argparse.ArgumentParser(description="Local moto server with serialised backends.")
@@ -284,17 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default %(default)s)")
     args = parser.parse_args(argv)
 
-    # Handlers first: a signal arriving right after the "listening" line must still exit cleanly.
-    stop = _stop_on_signals()
-    server = start_moto_server(args.host, args.port)
-    print(f"moto server listening on {server.url} (backend calls serialised)", flush=True)
-    try:
-        # Short waits in a loop, so the main thread gets back to run the signal handler.
-        while not stop.wait(0.5):
-            pass
-    finally:
-        server.stop()
-    return 0
+    return run_until_signalled(
+        lambda: start_moto_server(args.host, args.port),
+        lambda server: f"moto server listening on {server.url} (backend calls serialised)",
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ import math
 import os
 import re
 import secrets
-import signal
 import sys
 import threading
 import time
@@ -46,8 +45,9 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, TracebackType
 from typing import Any, TypeGuard
+
+from devtools.serving import BackgroundServer, run_until_signalled, serve_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +61,6 @@ MAX_RETRY_AFTER_SECONDS = 86_400
 # whole body before reading the answer (urllib, requests) see the 413 instead of a reset.
 _MAX_DRAIN_BYTES = 64 * 1024 * 1024
 _IDLE_CONNECTION_TIMEOUT_SECONDS = 60
-_STOP_TIMEOUT_SECONDS = 10.0
-# How often the serving loop checks for stop(): bounds how long stop() takes.
-_POLL_INTERVAL_SECONDS = 0.1
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
@@ -527,17 +524,13 @@ def default_api_key() -> str:
     return os.environ.get("SENDGRID_API_KEY") or DEFAULT_API_KEY
 
 
-class SendGridStub:
+class SendGridStub(BackgroundServer):
     """A running SendGrid stand-in in a daemon thread. Use :func:`start_sendgrid_stub`."""
 
     _KWARGS = {f.name: _camel(f.name) for f in fields(StubConfig)}
 
     def __init__(self, server: _StubServer, thread: threading.Thread) -> None:
-        self._server = server
-        self._thread = thread
-        self.host: str = server.server_address[0]
-        self.port: int = server.server_address[1]
-        self.url: str = f"http://{self.host}:{self.port}"
+        super().__init__(server, thread)
         self.api_key: str = server.api_key
 
     def configure(self, **kwargs: object) -> dict[str, Any]:
@@ -567,27 +560,6 @@ class SendGridStub:
         """Clear messages, counters and config, as ``POST /_stub/reset`` does."""
         self._server.state.reset()
 
-    def stop(self) -> None:
-        """Stop accepting requests and close the listening socket. Idempotent."""
-        if self._thread.is_alive():
-            self._server.shutdown()
-            self._thread.join(_STOP_TIMEOUT_SECONDS)
-        self._server.server_close()
-
-    def __enter__(self) -> SendGridStub:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def __repr__(self) -> str:
-        return f"SendGridStub(url={self.url!r})"
-
 
 def start_sendgrid_stub(
     host: str = DEFAULT_HOST, port: int = 0, api_key: str | None = None
@@ -599,26 +571,9 @@ def start_sendgrid_stub(
     """
     # The socket is bound and listening once the constructor returns: no readiness poll needed.
     server = _StubServer((host, port), api_key or default_api_key())
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": _POLL_INTERVAL_SECONDS},
-        name=f"sendgrid-stub:{server.server_address[1]}",
-        daemon=True,
+    return SendGridStub(
+        server, serve_in_thread(server, f"sendgrid-stub:{server.server_address[1]}")
     )
-    thread.start()
-    return SendGridStub(server, thread)
-
-
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGINT or SIGTERM (installs the handlers; main thread only)."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    return stop
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -636,17 +591,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    # Handlers first: a signal arriving right after the "listening" line must still exit cleanly.
-    stop = _stop_on_signals()
-    stub = start_sendgrid_stub(args.host, args.port, args.api_key)
-    print(f"SendGrid stand-in listening on {stub.url}", flush=True)
-    try:
-        # Short waits in a loop, so the main thread gets back to run the signal handler.
-        while not stop.wait(0.5):
-            pass
-    finally:
-        stub.stop()
-    return 0
+    return run_until_signalled(
+        lambda: start_sendgrid_stub(args.host, args.port, args.api_key),
+        lambda stub: f"SendGrid stand-in listening on {stub.url}",
+    )
 
 
 if __name__ == "__main__":

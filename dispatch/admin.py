@@ -14,7 +14,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from dispatch import controls, dead_letters
 from dispatch.health import HealthState
@@ -66,7 +66,7 @@ class ProviderHealthAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ProviderControl]:
-        return super().get_queryset(request).filter(name__in=settings.GOMAIL.providers.model_fields)
+        return super().get_queryset(request).filter(name__in=controls.provider_names())
 
     @staticmethod
     def _state(obj: ProviderControl) -> HealthState:
@@ -77,12 +77,12 @@ class ProviderHealthAdmin(admin.ModelAdmin):
         enabled = getattr(settings.GOMAIL.providers, obj.name).enabled
         state = self._state(obj)
         if not enabled:
-            return format_html('<span style="color:#666">disabled in config</span>')
+            return mark_safe('<span style="color:#666">disabled in config</span>')
         if obj.drained:
-            return format_html('<strong style="color:#666">drained</strong>')
+            return mark_safe('<strong style="color:#666">drained</strong>')
         if state.healthy:
-            return format_html('<strong style="color:#1a7f37">healthy</strong>')
-        return format_html('<strong style="color:#b42318">unhealthy</strong> (probe each run)')
+            return mark_safe('<strong style="color:#1a7f37">healthy</strong>')
+        return mark_safe('<strong style="color:#b42318">unhealthy</strong> (probe each run)')
 
     @admin.display(description="failing / passing streak")
     def streaks(self, obj: ProviderControl) -> str:
@@ -123,15 +123,17 @@ class ProviderHealthAdmin(admin.ModelAdmin):
             request, f"{verb}: {', '.join(c.name for c in queryset)}", messages.SUCCESS
         )
 
-    @admin.action(description="Drain: no traffic, not even probes")
+    @admin.action(description="Drain: no traffic, not even probes", permissions=["change"])
     def drain(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._act(request, queryset, "Drained", lambda n, by: controls.set_drained(n, True, by))
 
-    @admin.action(description="Resume traffic")
+    @admin.action(description="Resume traffic", permissions=["change"])
     def resume(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._act(request, queryset, "Resumed", lambda n, by: controls.set_drained(n, False, by))
 
-    @admin.action(description="Reset health (applied by the next pipeline run)")
+    @admin.action(
+        description="Reset health (applied by the next pipeline run)", permissions=["change"]
+    )
     def reset_health(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._act(request, queryset, "Health reset requested for", controls.request_health_reset)
 

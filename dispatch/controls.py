@@ -14,8 +14,14 @@ class UnknownProvider(ValueError):
     pass
 
 
+def provider_names() -> list[str]:
+    """Every configured provider's name (enabled or not), in configuration order."""
+    # From the class: pydantic deprecates model_fields on an instance (gone in pydantic 3).
+    return list(type(settings.GOMAIL.providers).model_fields)
+
+
 def _control(name: str) -> ProviderControl:
-    if name not in settings.GOMAIL.providers.model_fields:
+    if name not in provider_names():
         raise UnknownProvider(f"no provider named {name!r}")
     control, _ = ProviderControl.objects.get_or_create(name=name)
     return control
@@ -23,7 +29,7 @@ def _control(name: str) -> ProviderControl:
 
 def ensure_controls() -> list[ProviderControl]:
     """One control row per configured provider, in configuration order."""
-    return [_control(name) for name in settings.GOMAIL.providers.model_fields]
+    return [_control(name) for name in provider_names()]
 
 
 def set_drained(name: str, drained: bool, by: str) -> ProviderControl:

@@ -133,6 +133,14 @@ def deliver(
             records.record_attempt(
                 email.id, name, error.kind.value, error.reason, error.outcome_unknown
             )
+            logger.warning(
+                "%s refused email %s (%s%s): %s",
+                name,
+                email.id,
+                error.kind.value,
+                ", outcome unknown" if error.outcome_unknown else "",
+                error.reason,
+            )
             if error.kind is ErrorKind.PERMANENT:
                 rejections[name] = error.reason
                 records.record_rejection(email.id, name, error.reason)
@@ -147,6 +155,7 @@ def deliver(
             ), calls
         calls.append(Call(name, "sent"))
         EMAILS_SENT.labels(provider=name).inc()
+        logger.info("sent email %s via %s (%s)", email.id, name, result.provider_message_id)
         records.record_attempt(email.id, name, "sent")
         # The record says sent before the message is deleted: a redelivery then only deletes.
         records.record_sent(email.id, name, result.provider_message_id)

@@ -19,6 +19,7 @@ from dispatch.splitting import batches
 from emails.wire import SQS_DISALLOWED_CHARACTERS
 from gomail_site.aws import aws_client, queue_url
 from gomail_site.config import SQS_MAX_MESSAGE_BYTES
+from gomail_site.logs import bound_message
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +172,16 @@ def _send_to_dead_letters(verdict: Verdict, dead_letter_queue: str) -> bool:
         {name: value for name, value in wanted.items() if value},
         SQS_MAX_MESSAGE_BYTES - len(message.body.encode("utf-8")),
     )
+    with bound_message(verdict.email_id):
+        return _send_copy(message, attributes, dead_letter_queue, verdict.email_id)
+
+
+def _send_copy(
+    message: ReceivedMessage,
+    attributes: dict[str, str],
+    dead_letter_queue: str,
+    email_id: str | None,
+) -> bool:
     try:
         aws_client("sqs").send_message(
             QueueUrl=queue_url(dead_letter_queue),
@@ -186,8 +197,8 @@ def _send_to_dead_letters(verdict: Verdict, dead_letter_queue: str) -> bool:
     logger.info(
         "dead-lettered message %s (email %s): %s",
         message.sqs_message_id,
-        verdict.email_id,
-        attributes["reason"],
+        email_id,
+        attributes.get("reason", ""),
     )
     return True
 

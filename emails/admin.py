@@ -39,7 +39,10 @@ class EmailAdmin(admin.ModelAdmin):
         # Emails enter through the API only, so that every record has a queued message.
         return False
 
-    @admin.action(description="Resend selected dead emails (a copy, linked to the original)")
+    @admin.action(
+        description="Resend selected dead emails (a copy, linked to the original)",
+        permissions=["change"],
+    )
     def resend_dead(self, request: HttpRequest, queryset: QuerySet[Email]) -> None:
         for email in queryset:
             outcome = resend(email)
@@ -71,7 +74,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             )
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Revoke selected API keys")
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} API key(s).", messages.SUCCESS)

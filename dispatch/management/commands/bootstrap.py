@@ -45,9 +45,7 @@ class Command(BaseCommand):
             celery_queues = (
                 {}
                 if gomail.celery.queue_urls
-                else ensure_celery_queues(
-                    gomail.celery, ["pipeline", *gomail.providers.model_fields]
-                )
+                else ensure_celery_queues(gomail.celery, gomail.celery_queues)
             )
             if gomail.providers.ses.enabled:
                 verify_ses_identities(gomail.providers.ses.verify_identities)

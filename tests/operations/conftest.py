@@ -1,0 +1,35 @@
+"""Fixtures of the operations tests: admin users and a clean health cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.test import Client
+
+
+@pytest.fixture
+def clean_cache(transactional_db: None) -> None:
+    """Provider health, pending batches and outcomes start empty."""
+    cache.clear()
+
+
+@pytest.fixture
+def staff_user(transactional_db: None) -> Any:
+    return get_user_model().objects.create_user(
+        username="operator", password="not-used", is_staff=True, is_superuser=True
+    )
+
+
+@pytest.fixture
+def staff_client(staff_user: Any) -> Client:
+    client = Client()
+    client.force_login(staff_user)
+    return client
+
+
+@pytest.fixture
+def plain_user(transactional_db: None) -> Any:
+    return get_user_model().objects.create_user(username="customer", password="not-used")
