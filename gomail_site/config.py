@@ -75,10 +75,23 @@ class SqsConfig(Section):
         return names
 
 
+RATE = r"^\d+/(s|sec|second|m|min|minute|h|hour|d|day)$"
+
+
 class ApiConfig(Section):
     max_body_size_bytes: int = Field(131_072, gt=0, le=MAX_BODY_SIZE_LIMIT)
+    # Deeper JSON is refused before validation: nothing legitimate nests like that.
+    max_json_depth: int = Field(10, ge=2, le=100)
     # Off only on a trusted network: the API is otherwise an open relay.
     require_auth: bool = True
+    # Sender addresses ("a@example.com") or domains ("example.com") every key and user may
+    # send from; a key or user may be allowed more in the admin. Anything else is a 422.
+    allowed_senders: list[str] = Field(default_factory=lambda: ["example.com"])
+    # DRF rates ("600/min"), counted in the shared cache, so they hold across API processes.
+    rate_limit_per_key: str = Field("600/min", pattern=RATE)
+    rate_limit_per_user: str = Field("120/min", pattern=RATE)
+    # Origins allowed to call the API from a browser on another origin (CORS); empty: none.
+    cors_allowed_origins: list[HttpUrl] = Field(default_factory=list)
 
 
 class PipelineConfig(Section):
@@ -102,6 +115,9 @@ class HealthConfig(Section):
 
 class ProviderConfig(Section):
     enabled: bool = True
+    # Sends per second across every worker process (SES's account maximum, for one); none: no
+    # limit of ours.
+    max_send_rate_per_second: float | None = Field(None, gt=0, le=10_000)
     # Backpressure: messages dispatched to this provider and not yet settled, at most.
     max_in_flight: int = Field(500, ge=1, le=100_000)
     # Emails of one batch sent at once by a worker.
@@ -121,6 +137,20 @@ class SendGridConfig(ProviderConfig):
 class ProvidersConfig(Section):
     ses: SesConfig = SesConfig()
     sendgrid: SendGridConfig = SendGridConfig()
+
+
+class SecurityConfig(Section):
+    # Production: secure cookies, HSTS, and start-up refuses DEBUG or a default secret key.
+    production: bool = False
+    hsts_seconds: int = Field(31_536_000, ge=0)
+    # The UI's Content-Security-Policy (the bundle has no inline script).
+    content_security_policy: str = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    )
+    # Failed admin sign-ins per username and per address before a lockout.
+    admin_login_attempts: int = Field(5, ge=1, le=100)
+    admin_lockout_seconds: int = Field(900, ge=1, le=86_400)
 
 
 class RecordsConfig(Section):
@@ -163,6 +193,7 @@ class GomailConfig(BaseSettings):
     celery: CeleryConfig = CeleryConfig()
     logging: LoggingConfig = LoggingConfig()
     records: RecordsConfig = RecordsConfig()
+    security: SecurityConfig = SecurityConfig()
 
     @model_validator(mode="after")
     def _timings_fit(self) -> GomailConfig:
