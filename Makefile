@@ -11,7 +11,7 @@ export AWS_ACCESS_KEY_ID ?= local-moto
 export AWS_SECRET_ACCESS_KEY ?= local-moto
 export AWS_DEFAULT_REGION ?= us-east-1
 # Every process of a local run writes its Prometheus metrics here; /metrics adds them up.
-export PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/.run/prometheus
+run: export PROMETHEUS_MULTIPROC_DIR := $(CURDIR)/.run/prometheus
 
 NODE_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock.json | cksum | cut -d' ' -f1)
 UI_SOURCES := $(shell find frontend/src -type f 2>/dev/null) frontend/index.html frontend/vite.config.js

@@ -22,7 +22,8 @@ os.environ.setdefault(
 # A config file a developer keeps for `make run` must not leak into the tests.
 os.environ.setdefault("GOMAIL_CONFIG", os.path.join(os.path.dirname(__file__), "gomail.test.yaml"))
 # Every process of the suite (workers included) adds its metrics to one fresh directory.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="gomail-metrics-"))
+# Always a fresh one: another run's counts (make run's, say) would skew the metric tests.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gomail-metrics-")
 for variable, value in {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
