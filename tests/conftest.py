@@ -22,6 +22,18 @@ def moto_server() -> Iterator[MotoServer]:
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache(request: pytest.FixtureRequest) -> None:
+    """An empty Django cache for every database test: the cache table is not a model, so
+    pytest-django's flush leaves health states, outcomes and sign-in counters behind."""
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    from django.core.cache import cache
+
+    with request.getfixturevalue("django_db_blocker").unblock():
+        cache.clear()
+
+
 @pytest.fixture
 def aws(moto_server: MotoServer) -> QueueSetup:
     """A freshly reset moto with the configured queues and SES identities in place."""

@@ -1,0 +1,304 @@
+"""Fixtures of the browser tests: Debian's chromium driven by Playwright against the running
+service (pytest-django's ``live_server``, real moto, the SendGrid stand-in and real provider
+worker subprocesses from ``tests/integration/harness.py``), with the pipeline run by the test.
+
+- ``site_url``: the live server, once it is known to serve the built UI at ``/`` (else skip:
+  run ``make ui``).
+- ``new_page(viewport=...)``: a fresh browser context (no cookies) and page; on failure every
+  page of the test is saved to ``test-artifacts/e2e/<test name>.png`` / ``.html``.
+- ``pipeline``: provider workers (started once per module) on clean queues, and a background
+  thread calling ``run_pipeline(dispatch_batch)`` every ``PIPELINE_INTERVAL`` seconds, as beat
+  would; ``pipeline.held()`` keeps runs off while a test queues a burst of emails.
+- ``screenshot(page, name)``: writes ``docs/<name>.png`` when ``GOMAIL_SCREENSHOTS=1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import threading
+import traceback
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from tests.integration import conftest as integration
+from tests.integration import harness
+
+# The fixtures of the integration harness, reused as they are (not copied): the SendGrid
+# stand-in, the queues on the test moto, module-scoped worker groups, clean queues per test and
+# configuration overrides for this process.
+sendgrid_stub = integration.sendgrid_stub
+integration_aws = integration.integration_aws
+module_processes = integration.module_processes
+clean_slate = integration.clean_slate
+gomail_overrides = integration.gomail_overrides
+
+REPO_ROOT = harness.REPO_ROOT
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
+DOCS = REPO_ROOT / "docs"
+SCREENSHOTS = os.environ.get("GOMAIL_SCREENSHOTS") == "1"
+
+CHROMIUM_MISSING = (
+    "chromium is not installed: run scripts/ensure-chromium (Debian's chromium package) to run "
+    "the browser tests"
+)
+UI_NOT_BUILT = (
+    "the browser UI is not built (GET / answered the 'UI not built' page): run `make ui` "
+    "(cd frontend && npm ci && npm run build) to run the browser tests"
+)
+# Flags that matter on a closed network: no GPU, no QUIC, none of Chrome's own network traffic.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
+DESKTOP = {"width": 1280, "height": 800}
+# Every wait has a deadline: actions and expect() give up after these unless told otherwise.
+ACTION_TIMEOUT_MS = 10_000
+NAVIGATION_TIMEOUT_MS = 20_000
+expect.set_options(timeout=ACTION_TIMEOUT_MS)
+
+# The health thresholds of the e2e run, for the workers (environment) and the pipeline run in
+# this process (settings): low, so that an outage shows within a few batches.
+E2E_OVERRIDES: dict[str, Any] = {"health": {"unhealthy_threshold": 2, "healthy_threshold": 2}}
+PIPELINE_INTERVAL = 0.5  # seconds between pipeline runs, as beat's interval would be
+
+
+# --- failure artefacts -------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    # Keeps each phase's report on the item, so that the page fixture's teardown knows whether
+    # the test failed (and saves what the browser showed).
+    report = yield
+    setattr(item, f"e2e_report_{report.when}", report)
+    return report
+
+
+def _failed(node: pytest.Item) -> bool:
+    return any(
+        getattr(getattr(node, f"e2e_report_{when}", None), "failed", False)
+        for when in ("setup", "call")
+    )
+
+
+def _save_artefacts(name: str, pages: list[Page]) -> list[Path]:
+    """``<name>.png`` and ``<name>.html`` of each open page (``<name>-2.png`` for a second)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    saved = []
+    for index, page in enumerate(pages, start=1):
+        if page.is_closed():
+            continue
+        base = ARTIFACTS / (stem if index == 1 else f"{stem}-{index}")
+        try:
+            page.screenshot(path=f"{base}.png", full_page=True, timeout=10_000)
+            saved.append(base.with_suffix(".png"))
+            base.with_suffix(".html").write_text(page.content(), encoding="utf-8")
+            saved.append(base.with_suffix(".html"))
+        except Exception as exc:  # a crashed page must not hide the test's own failure
+            print(f"could not save {base}: {exc}")
+    return saved
+
+
+# --- the browser and the site ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def chromium_path() -> str:
+    """Debian's chromium (Playwright never downloads a browser here); skip the module without."""
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.access(path, os.X_OK):
+        pytest.skip(CHROMIUM_MISSING)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[Browser]:
+    # Playwright's sync API runs an asyncio event loop in this (the test) thread, driving it
+    # from greenlets, from start() to stop(). Django sees that running loop and refuses every
+    # ORM call made in the same thread (creating users, reading records, the test database's
+    # flush) with SynchronousOnlyOperation, although nothing here is async and no ORM call runs
+    # inside the loop. Django reads DJANGO_ALLOW_ASYNC_UNSAFE at each call, so it is set exactly
+    # while the loop exists: set at import, it would leak into the rest of the suite and its
+    # subprocesses (`manage.py check --deploy` fails with async.E001 when it is set). Per module
+    # for the same reason: no other test module runs beside a running event loop.
+    before = os.environ.get(ASYNC_UNSAFE)
+    os.environ[ASYNC_UNSAFE] = "true"
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+    finally:
+        playwright.stop()
+        if before is None:
+            os.environ.pop(ASYNC_UNSAFE, None)
+        else:
+            os.environ[ASYNC_UNSAFE] = before
+
+
+@pytest.fixture(scope="session")
+def site_url(live_server: Any) -> str:
+    """The live server's URL, once ``/`` is the built UI (whitenoise serving frontend/dist)."""
+    try:
+        with urllib.request.urlopen(live_server.url + "/", timeout=10) as answer:
+            html = answer.read().decode("utf-8", errors="replace")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 503:
+            pytest.skip(UI_NOT_BUILT)
+        raise
+    if '<div id="root">' not in html or "/assets/" not in html:
+        pytest.skip(f"{UI_NOT_BUILT}; / served something else:\n{html[:300]}")
+    return live_server.url
+
+
+PageFactory = Callable[..., Page]
+
+
+@pytest.fixture
+def new_page(
+    request: pytest.FixtureRequest, transactional_db: None, browser: Browser, site_url: str
+) -> Iterator[PageFactory]:
+    """``new_page(viewport=...)``: a page in a fresh context (its own cookies). Set up after the
+    test database, so closed before its tables are flushed; saves every page on failure."""
+    # The database cache is not flushed between tests: start without the sign-in failures
+    # (login throttle) or provider health that earlier tests of the session left in it.
+    cache.clear()
+    contexts: list[BrowserContext] = []
+
+    def make(viewport: dict[str, int] | None = None) -> Page:
+        context = browser.new_context(viewport=viewport or DESKTOP, base_url=site_url)
+        context.set_default_timeout(ACTION_TIMEOUT_MS)
+        context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    try:
+        if _failed(request.node):
+            pages = [page for context in contexts for page in context.pages]
+            for path in _save_artefacts(request.node.name, pages):
+                print(f"saved {path}")
+    finally:
+        for context in contexts:
+            with contextlib.suppress(Exception):
+                context.close()
+
+
+@pytest.fixture
+def page(new_page: PageFactory) -> Page:
+    """A desktop-sized (1280x800) page on the live server, signed out."""
+    return new_page()
+
+
+def screenshot(page: Page, name: str, *, full_page: bool = False) -> None:
+    """Write ``docs/<name>.png`` from what ``page`` shows, when GOMAIL_SCREENSHOTS=1."""
+    if SCREENSHOTS:
+        page.screenshot(path=str(DOCS / f"{name}.png"), full_page=full_page)
+        print(f"wrote docs/{name}.png")
+
+
+# --- the running service -----------------------------------------------------------------------
+
+
+class PipelineLoop:
+    """``run_pipeline(dispatch_batch)`` every ``interval`` seconds in a background thread, as
+    beat runs it in production. Each run holds ``_turn``, so ``held()`` waits for a run in
+    progress to end and keeps the next from starting (emails queued meanwhile are read by one
+    run together). A run that raises is recorded; ``stop()`` fails with it."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.runs = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._turn = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="e2e-pipeline", daemon=True)
+
+    def start(self) -> PipelineLoop:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        from django.db import connections
+
+        from dispatch.pipeline import run_pipeline
+        from dispatch.tasks import dispatch_batch
+
+        try:
+            while not self._stop.is_set():
+                with self._turn:
+                    try:
+                        run_pipeline(dispatch_batch)
+                        self.runs += 1
+                    except Exception:
+                        self.errors.append(traceback.format_exc())
+                self._stop.wait(self.interval)
+        finally:
+            # This thread's own connection: closed, or PostgreSQL refuses to drop the test DB.
+            connections.close_all()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        with self._turn:
+            yield
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+        if self._thread.is_alive():
+            raise RuntimeError("the pipeline thread did not stop within 60 s")
+        if self.errors:
+            raise AssertionError(
+                f"{len(self.errors)} pipeline run(s) raised; the first:\n{self.errors[0]}"
+            )
+
+
+@pytest.fixture(scope="module")
+def provider_workers(module_processes: integration.GroupFactory) -> harness.ProcessGroup:
+    """The Procfile's ``providers`` worker (SES and SendGrid queues), reaching the stand-in
+    through GOMAIL_PROVIDERS__SENDGRID__HOST (set by the harness); once per module."""
+    group = module_processes("e2e", overrides=E2E_OVERRIDES)
+    group.worker("providers", ["ses", "sendgrid"], concurrency=2)
+    return group
+
+
+@pytest.fixture
+def pipeline(
+    request: pytest.FixtureRequest,
+    provider_workers: harness.ProcessGroup,
+    clean_slate: None,
+    gomail_overrides: Callable[[dict[str, Any]], None],
+) -> Iterator[PipelineLoop]:
+    """Provider workers on empty queues, a reset stand-in, fresh provider health, and the
+    pipeline running in the background until the test ends (the workers' logs on failure)."""
+    gomail_overrides(E2E_OVERRIDES)
+    loop = PipelineLoop(PIPELINE_INTERVAL).start()
+    try:
+        yield loop
+    finally:
+        try:
+            loop.stop()
+        finally:
+            if _failed(request.node):
+                print(f"===== pipeline: {loop.runs} runs")
+                print(f"===== logs of process group {provider_workers.name}")
+                print(provider_workers.logs())
