@@ -1,13 +1,14 @@
-import { screen, waitFor, within } from "@testing-library/react";
+import { act, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import App from "../src/App.jsx";
 import { calls, email, json, renderWithStore, stubFetch, USER } from "./helpers.jsx";
 
-// A small fake of the API with a session: what a browser would see.
-function fakeServer() {
-  let user = null;
-  return stubFetch((method, path, body, init) => {
+// A small fake of the API with a session: what a browser would see. `endSession()` ends it
+// as another tab's sign-out (or its expiry) would.
+function fakeServer({ signedIn = false } = {}) {
+  let user = signedIn ? USER : null;
+  const fetch = stubFetch((method, path, body, init) => {
     if (path === "/session" && method === "GET") {
       document.cookie = "csrftoken=c1";
       return user ? json(200, user) : json(401, { errors: { base: "Not signed in" } });
@@ -27,9 +28,14 @@ function fakeServer() {
       return json(200, [{ ...email("sent", { messageId: "m-1" }), toEmail: "bob@example.com", toName: "", subject: "Hello" }]);
     }
     if (path === "/email/m-1") return json(200, email("sent", { messageId: "m-1" }));
+    if (path === "/email/m-2") return json(200, email("queued", { messageId: "m-2" }));
     if (path === "/providers") return json(200, []);
     return json(404, { errors: { base: "Not found" } });
   });
+  fetch.endSession = () => {
+    user = null;
+  };
+  return fetch;
 }
 
 describe("App", () => {
@@ -76,6 +82,43 @@ describe("App", () => {
     expect(calls(fetch)).toContain("DELETE /session");
     const del = fetch.mock.calls.find(([, init]) => init.method === "DELETE");
     expect(del[1].headers["X-CSRFToken"]).toBe("c1");
+  });
+
+  it("goes back to the sign-in form when the session ends elsewhere, then back to the page", async () => {
+    vi.useFakeTimers();
+    window.location.hash = "#/email/m-2";
+    const fetch = fakeServer({ signedIn: true });
+    renderWithStore(<App />);
+    await act(() => vi.advanceTimersByTimeAsync(0));
+    expect(screen.getByTestId("email-status")).toHaveTextContent("queued");
+    expect(screen.getByRole("banner")).toHaveTextContent("ada");
+
+    // Signed out in another tab: the next poll answers 401.
+    fetch.endSession();
+    await act(() => vi.advanceTimersByTimeAsync(1000));
+    expect(calls(fetch).at(-1)).toBe("GET /email/m-2");
+    expect(screen.getByRole("heading", { level: 1, name: "Sign in" })).toBeInTheDocument();
+    expect(screen.getByTestId("banner")).toHaveTextContent("Your session has ended: please sign in again");
+    expect(screen.getByRole("banner")).not.toHaveTextContent("ada");
+    expect(screen.queryByRole("navigation")).not.toBeInTheDocument();
+    expect(screen.queryByRole("button", { name: "Sign out" })).not.toBeInTheDocument();
+    // No more polling.
+    const asked = fetch.mock.calls.length;
+    await act(() => vi.advanceTimersByTimeAsync(10_000));
+    expect(fetch).toHaveBeenCalledTimes(asked);
+
+    // A wrong password still says so, in place of the notice; the right one goes back.
+    vi.useRealTimers();
+    const user = userEvent.setup();
+    await user.type(screen.getByLabelText("Username"), "ada");
+    await user.type(screen.getByLabelText("Password"), "wrong{Enter}");
+    await waitFor(() => expect(screen.getByTestId("banner")).toHaveTextContent("Wrong username or password"));
+    expect(screen.getAllByTestId("banner")).toHaveLength(1);
+    await user.clear(screen.getByLabelText("Password"));
+    await user.type(screen.getByLabelText("Password"), "secret{Enter}");
+    expect(await screen.findByRole("heading", { level: 1, name: "Delivery status" })).toBeInTheDocument();
+    expect(await screen.findByTestId("email-status")).toHaveTextContent("queued");
+    expect(screen.queryByTestId("banner")).not.toBeInTheDocument();
   });
 
   it("opens the page named by the hash once signed in", async () => {

@@ -44,7 +44,7 @@ describe("ProvidersPage", () => {
     expect(within(ses).getByTestId("provider-health")).toHaveAttribute("data-health", "healthy");
     expect(within(ses).getByTestId("provider-health")).toHaveClass("healthy");
     expect(within(ses).getByTestId("provider-health")).toHaveTextContent("Healthy");
-    expect(within(ses).queryByText("Probe in progress")).not.toBeInTheDocument();
+    expect(within(ses).queryByText("Probed each run")).not.toBeInTheDocument();
     expect(within(ses).getByRole("heading", { name: "ses" })).toBeInTheDocument();
     expect(within(ses).getByText("Since").nextElementSibling.querySelector("time")).toHaveAttribute(
       "datetime",
@@ -55,13 +55,15 @@ describe("ProvidersPage", () => {
     expect(sendgrid).toHaveClass("unhealthy");
     expect(within(sendgrid).getByTestId("provider-health")).toHaveAttribute("data-health", "unhealthy");
     expect(within(sendgrid).getByTestId("provider-health")).toHaveTextContent("Unhealthy");
-    expect(within(sendgrid).getByText("Probe in progress")).toBeInTheDocument();
+    // `probing`: unhealthy, not drained, so it gets one probe message per pipeline run.
+    expect(within(sendgrid).getByText("Probed each run")).toBeInTheDocument();
+    expect(within(sendgrid).queryByText(/in progress/i)).not.toBeInTheDocument();
     expect(within(sendgrid).getByText("sendgrid: HTTP 503")).toBeInTheDocument();
     expect(within(sendgrid).queryByText("Drained")).not.toBeInTheDocument();
 
     const mailgun = rowOf("mailgun");
     expect(within(mailgun).getByText("Drained")).toBeInTheDocument();
-    expect(within(mailgun).queryByText("Probe in progress")).not.toBeInTheDocument();
+    expect(within(mailgun).queryByText("Probed each run")).not.toBeInTheDocument();
   });
 
   it("refreshes every few seconds while shown, and not after", async () => {
@@ -75,7 +77,7 @@ describe("ProvidersPage", () => {
     healthy = false;
     await act(() => vi.advanceTimersByTimeAsync(5000));
     expect(screen.getByTestId("provider-health")).toHaveTextContent("Unhealthy");
-    expect(screen.getByText("Probe in progress")).toBeInTheDocument();
+    expect(screen.getByText("Probed each run")).toBeInTheDocument();
     expect(fetch).toHaveBeenCalledTimes(2);
 
     unmount();

@@ -117,7 +117,6 @@ describe("SendPage", () => {
 
   it.each([
     ["a 503", () => json(503, { errors: { base: "Service unavailable" } }), "Service unavailable"],
-    ["a 401", () => json(401, { errors: { base: "Authentication required" } }), "Authentication required"],
     ["a 400", () => json(400, { errors: { base: "Body contains characters outside the allowed set" } }), "Body contains characters outside the allowed set"],
     [
       "a network failure",

@@ -3,7 +3,7 @@ import { NETWORK_ERROR } from "../src/api.js";
 import { fetchProviders } from "../src/features/providers.js";
 import { fetchRecent, filterChanged } from "../src/features/recent.js";
 import { fieldChanged, selectSendErrors, sendEmail } from "../src/features/send.js";
-import { loadSession, signIn, signOut } from "../src/features/session.js";
+import { loadSession, SESSION_ENDED, signIn, signOut } from "../src/features/session.js";
 import { followEmail, stopFollowing } from "../src/features/status.js";
 import { makeStore } from "../src/store.js";
 import { calls, deferred, email, json, signedIn, stubFetch, USER } from "./helpers.jsx";
@@ -49,7 +49,6 @@ describe("send slice", () => {
   });
 
   it.each([
-    [401, "Authentication required"],
     [400, "Could not decode JSON body"],
     [403, "CSRF Failed: CSRF token missing."],
     [503, "Service unavailable"],
@@ -172,6 +171,25 @@ describe("status polling", () => {
     expect(store.getState().status.following.nope).toBeUndefined();
   });
 
+  it("stops every poll when the session has ended (401)", async () => {
+    let ended = false;
+    const fetch = stubFetch((_method, path) =>
+      ended && path === "/email/m1" ? json(401, { errors: { base: "Authentication required" } }) : json(200, email("queued")),
+    );
+    const store = makeStore(signedIn());
+    const loops = [store.dispatch(followEmail("m1")), store.dispatch(followEmail("m2"))];
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(fetch).toHaveBeenCalledTimes(4);
+    ended = true;
+    await vi.advanceTimersByTimeAsync(1000);
+    await Promise.all(loops);
+    const asked = fetch.mock.calls.length;
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(fetch).toHaveBeenCalledTimes(asked);
+    expect(store.getState().status).toEqual({ byId: {}, following: {} });
+    expect(store.getState().session).toMatchObject({ status: "signedOut", user: null });
+  });
+
   it("stops when told to", async () => {
     const fetch = stubFetch(() => json(200, email("queued")));
     const store = makeStore(signedIn());
@@ -241,6 +259,49 @@ describe("session slice", () => {
   });
 });
 
+describe("a session that ended elsewhere", () => {
+  const UNAUTHORIZED = () => json(401, { errors: { base: "Authentication required" } });
+
+  it.each([
+    ["send", (store) => store.dispatch(sendEmail())],
+    ["recent", (store) => store.dispatch(fetchRecent(""))],
+    ["providers", (store) => store.dispatch(fetchProviders())],
+    ["status", (store) => store.dispatch(followEmail("m1"))],
+    ["sign-out", (store) => store.dispatch(signOut())],
+  ])("signs the app out, with a notice, when a %s call answers 401", async (_name, call) => {
+    let answer = json(200, [email("sent")]);
+    stubFetch(() => answer);
+    const store = filledStore();
+    await store.dispatch(fetchRecent(""));
+    answer = UNAUTHORIZED();
+    await call(store);
+    const state = store.getState();
+    expect(state.session).toEqual({
+      status: "signedOut",
+      user: null,
+      pending: false,
+      errors: { base: SESSION_ENDED },
+      signOutError: null,
+    });
+    expect(state.send.fields.fromEmail).toBe("");
+    expect(state.send.errors).toEqual({});
+    expect(state.recent.items).toEqual([]);
+    expect(state.status.following).toEqual({});
+  });
+
+  it("keeps a wrong password's own error, and is not replaced by a late 401", async () => {
+    document.cookie = "csrftoken=t";
+    let answer = json(401, { errors: { base: "Wrong username or password" } });
+    stubFetch(() => answer);
+    const store = makeStore({ session: { status: "signedOut", user: null, pending: false, errors: {}, signOutError: null } });
+    await store.dispatch(signIn({ username: "ada", password: "bad" }));
+    expect(store.getState().session.errors).toEqual({ base: "Wrong username or password" });
+    answer = UNAUTHORIZED();
+    await store.dispatch(fetchProviders()); // a request of the old session, answered late
+    expect(store.getState().session.errors).toEqual({ base: "Wrong username or password" });
+  });
+});
+
 describe("recent and providers slices", () => {
   it("loads recent emails of the chosen status", async () => {
     const fetch = stubFetch(() => json(200, [{ ...email("dead"), toEmail: "b@x.io", toName: "", subject: "S" }]));
@@ -269,9 +330,9 @@ describe("recent and providers slices", () => {
     await store.dispatch(fetchProviders());
     expect(store.getState().providers.items).toEqual([{ name: "ses", healthy: true }]);
     expect(store.getState().providers.updatedAt).toBeTruthy();
-    answer = json(401, { errors: { base: "Authentication required" } });
+    answer = json(503, { errors: { base: "Service unavailable" } });
     await store.dispatch(fetchProviders());
-    expect(store.getState().providers.error).toBe("Authentication required");
+    expect(store.getState().providers.error).toBe("Service unavailable");
     expect(store.getState().providers.items).toHaveLength(1);
   });
 });

@@ -48,7 +48,13 @@ function ProviderRow({ provider }) {
         <span className={`health ${health}`} data-testid="provider-health" data-health={health}>
           {provider.healthy ? "Healthy" : "Unhealthy"}
         </span>
-        {provider.probing && <span className="badge probe">Probe in progress</span>}
+        {provider.probing && (
+          // Unhealthy, not drained: it gets one probe message per pipeline run (the admin's
+          // "probe each run"), not a probe that is running now.
+          <span className="badge probe" title="Gets one probe message per pipeline run until it recovers">
+            Probed each run
+          </span>
+        )}
         {provider.drained && <span className="badge drained">Drained</span>}
         {!provider.enabled && <span className="badge disabled">Disabled</span>}
       </div>

@@ -1,6 +1,6 @@
 import { createAsyncThunk, createSlice } from "@reduxjs/toolkit";
 import * as api from "../api.js";
-import { signOut } from "./session.js";
+import { sessionEnded, signOut } from "./session.js";
 
 export const PROVIDERS_REFRESH_MS = 5000;
 
@@ -35,7 +35,8 @@ const providersSlice = createSlice({
         state.loading = false;
         state.error = api.errorsOfAction(action).base || "Could not load providers";
       })
-      .addCase(signOut.fulfilled, () => initialState);
+      .addCase(signOut.fulfilled, () => initialState)
+      .addCase(sessionEnded, () => initialState);
   },
 });
 

@@ -1,6 +1,6 @@
 import { createAsyncThunk, createSlice } from "@reduxjs/toolkit";
 import * as api from "../api.js";
-import { signOut } from "./session.js";
+import { sessionEnded, signOut } from "./session.js";
 
 export const RECENT_LIMIT = 50;
 
@@ -38,7 +38,8 @@ const recentSlice = createSlice({
         state.loading = false;
         state.error = api.errorsOfAction(action).base || "Could not load recent emails";
       })
-      .addCase(signOut.fulfilled, () => initialState);
+      .addCase(signOut.fulfilled, () => initialState)
+      .addCase(sessionEnded, () => initialState);
   },
 });
 

@@ -1,6 +1,6 @@
 import { createAsyncThunk, createSelector, createSlice } from "@reduxjs/toolkit";
 import * as api from "../api.js";
-import { signOut } from "./session.js";
+import { sessionEnded, signOut } from "./session.js";
 
 // The form's fields, in the order they are shown (and focused on errors).
 export const FIELDS = ["fromName", "fromEmail", "toName", "toEmail", "subject", "body"];
@@ -43,7 +43,8 @@ const sendSlice = createSlice({
         state.sending = false;
         state.errors = api.errorsOfAction(action);
       })
-      .addCase(signOut.fulfilled, () => initialState);
+      .addCase(signOut.fulfilled, () => initialState)
+      .addCase(sessionEnded, () => initialState);
   },
 });
 

@@ -1,5 +1,7 @@
-import { createAsyncThunk, createSlice } from "@reduxjs/toolkit";
+import { createAction, createAsyncThunk, createSlice, isRejectedWithValue } from "@reduxjs/toolkit";
 import * as api from "../api.js";
+
+export const SESSION_ENDED = "Your session has ended: please sign in again";
 
 // status: "checking" (GET /session in flight) | "signedOut" | "signedIn"
 const initialState = { status: "checking", user: null, pending: false, errors: {}, signOutError: null };
@@ -10,6 +12,23 @@ export const signIn = createAsyncThunk(
   api.apiThunk(({ username, password }) => api.signIn(username, password)),
 );
 export const signOut = createAsyncThunk("session/signOut", api.apiThunk(api.signOut));
+
+// The session ended elsewhere (signed out in another tab, expired): an API call answered 401.
+// Every slice forgets the user's data on it, as on signOut.fulfilled.
+export const sessionEnded = createAction("session/ended");
+
+// A 401 from the session's own calls means something else: "not signed in" for GET /session
+// at start-up, "wrong username or password" for POST /session. They keep their own handling.
+const OWN_401 = [loadSession.rejected.type, signIn.rejected.type];
+
+/** Middleware: any other rejected API thunk answering 401 signs the app out (sessionEnded). */
+export const signOutOn401 = (store) => (next) => (action) => {
+  const result = next(action);
+  if (isRejectedWithValue(action) && action.payload?.status === 401 && !OWN_401.includes(action.type)) {
+    store.dispatch(sessionEnded());
+  }
+  return result;
+};
 
 const sessionSlice = createSlice({
   name: "session",
@@ -48,6 +67,12 @@ const sessionSlice = createSlice({
         state.signOutError = null;
       })
       .addCase(signOut.fulfilled, () => ({ ...initialState, status: "signedOut" }))
+      .addCase(sessionEnded, (state) =>
+        // Only once: late 401s of requests still in flight must not replace a newer banner.
+        state.status === "signedIn"
+          ? { ...initialState, status: "signedOut", errors: { base: SESSION_ENDED } }
+          : state,
+      )
       .addCase(signOut.rejected, (state, action) => {
         state.signOutError = api.errorsOfAction(action).base || "Could not sign out";
       });

@@ -1,6 +1,6 @@
 import { createAsyncThunk, createSlice } from "@reduxjs/toolkit";
 import * as api from "../api.js";
-import { signOut } from "./session.js";
+import { sessionEnded, signOut } from "./session.js";
 
 export const STATUSES = ["queued", "sending", "sent", "failed", "dead"];
 export const FINAL_STATUSES = ["sent", "dead"];
@@ -60,7 +60,8 @@ const statusSlice = createSlice({
         entry.error = api.errorsOfAction(action).base || "Could not load the status";
         state.byId[action.meta.arg] = entry;
       })
-      .addCase(signOut.fulfilled, () => initialState);
+      .addCase(signOut.fulfilled, () => initialState)
+      .addCase(sessionEnded, () => initialState);
   },
 });
 
