@@ -1,4 +1,5 @@
-"""The dispatch app's one table: leases, the lock that keeps two pipeline runs apart."""
+"""The dispatch app's tables: leases (the lock that keeps two pipeline runs apart), the
+operators' provider switches, and the providers' send-rate windows."""
 
 from __future__ import annotations
 
@@ -19,6 +20,22 @@ class Lease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.holder or 'nobody'}"
+
+
+class SendRateWindow(models.Model):
+    """A provider's current send-rate window: ``count`` sends granted in window ``window``.
+
+    Shared by every worker process, and taken with one conditional UPDATE per send (see
+    ``dispatch.send_rate``), so the provider's ``max_send_rate_per_second`` holds across them.
+    """
+
+    provider = models.CharField(max_length=32, primary_key=True)
+    # The window's index: its start, in seconds since the epoch, divided by its length.
+    window = models.BigIntegerField(default=0)
+    count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.count} sends in window {self.window}"
 
 
 class ProviderControl(models.Model):

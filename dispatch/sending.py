@@ -17,7 +17,9 @@ from functools import lru_cache
 import structlog
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.db.models import F
 
+from dispatch import send_rate
 from dispatch.controls import drained_providers
 from dispatch.health import BatchOutcome
 from dispatch.health_store import write_outcome
@@ -32,6 +34,7 @@ from dispatch.settlement import (
     plan_settlement,
 )
 from emails import records
+from emails.models import Email
 from emails.records import Claim
 from emails.wire import UndecodableMessage, WireEmail, decode
 from gomail_site.aws import aws_client
@@ -92,6 +95,10 @@ def deliver(
     through the next enabled provider that has not rejected it and is not ``drained``) and
     record every step.
 
+    Before each provider call it waits (briefly) for a send slot of that provider's
+    ``max_send_rate_per_second`` (``dispatch.send_rate``); without one in time the message goes
+    back to its queue unsent (``_rate_limited``).
+
     Returns what to do with the SQS message and the provider calls made.
     """
     try:
@@ -122,7 +129,10 @@ def deliver(
         if name not in rejections and (name == provider_name or name not in drained)
     ]
     calls: list[Call] = []
+    slot_wait = send_rate.slot_wait_seconds(stale_after.total_seconds())
     for name in untried[:2]:
+        if not send_rate.take_slot(name, slot_wait):
+            return _rate_limited(message, email.id, name, calls), calls
         try:
             result = providers[name].send(_outgoing(email))
         except ProviderError as error:
@@ -174,6 +184,30 @@ def deliver(
     return Verdict(
         message, Action.RETRY, reason="retrying on another provider", email_id=email.id
     ), calls
+
+
+def _rate_limited(
+    message: ReceivedMessage, email_id: str, provider: str, calls: list[Call]
+) -> Verdict:
+    """No send slot of ``provider`` in time (its ``max_send_rate_per_second``): the message
+    goes back to its queue unsent, to be read again after a short delay (plus the usual
+    backoff when it keeps coming back). Nothing failed: no attempt is recorded and the
+    provider's health is untouched; with no call made, the record is queued again as it was."""
+    reason = f"send rate limit of {provider} reached"
+    if calls:
+        # A provider rejected it before: as when the next provider is not reached this time.
+        records.record_failure(email_id, provider, reason, False)
+    else:
+        Email.objects.filter(id=email_id, status=Email.Status.SENDING).update(
+            status=Email.Status.QUEUED, claimed_at=None, attempts=F("attempts") - 1
+        )
+    return Verdict(
+        message,
+        Action.RETRY,
+        reason=reason,
+        retry_after_seconds=send_rate.retry_after_seconds(provider),
+        email_id=email_id,
+    )
 
 
 def batch_outcome(provider_name: str, calls: Sequence[Call]) -> BatchOutcome:

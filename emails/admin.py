@@ -3,11 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from emails.models import ApiKey, Attempt, Email
+from emails.models import ApiKey, Attempt, Email, SenderAllowance
 from emails.resending import resend
 
 
@@ -59,7 +61,16 @@ class EmailAdmin(admin.ModelAdmin):
 class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["name", "prefix", "user", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
-    search_fields = ["name", "prefix", "user__username"]
+    search_fields = ["name", "prefix", "user__username", "allowed_senders"]
+    fields = [
+        "name",
+        "user",
+        "allowed_senders",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     readonly_fields = ["prefix", "created_at", "last_used_at"]
     actions = ["revoke"]
 
@@ -78,3 +89,41 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"Revoked {count} API key(s).", messages.SUCCESS)
+
+
+# --- allowed senders of users (the sender policy, emails/senders.py) -------------------------
+
+
+@admin.register(SenderAllowance)
+class SenderAllowanceAdmin(admin.ModelAdmin):
+    list_display = ["user", "allowed_senders"]
+    search_fields = ["user__username", "allowed_senders"]
+    autocomplete_fields = ["user"]
+
+
+class SenderAllowanceInline(admin.StackedInline):
+    """A user's allowed senders, on the user's own admin page."""
+
+    model = SenderAllowance
+    can_delete = True
+    extra = 1  # an empty form, saved only when filled in
+    max_num = 1
+    verbose_name_plural = "allowed senders (besides the configuration's api.allowed_senders)"
+
+
+_User = get_user_model()
+# Extend whatever User admin is registered (Django's own, unless a project app replaced it).
+_BaseUserAdmin = (
+    type(admin.site.get_model_admin(_User)) if admin.site.is_registered(_User) else UserAdmin
+)
+
+
+class UserWithSendersAdmin(_BaseUserAdmin):
+    """Django's User admin, with the user's allowed senders as an inline."""
+
+    inlines = [*_BaseUserAdmin.inlines, SenderAllowanceInline]
+
+
+if admin.site.is_registered(_User):
+    admin.site.unregister(_User)
+admin.site.register(_User, UserWithSendersAdmin)

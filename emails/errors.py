@@ -7,12 +7,12 @@ URLs and server errors, so that no client ever gets HTML or a stack trace.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,20 @@ _BASE_MESSAGES = {
 }
 
 
+def too_many_requests(wait: float | None) -> str:
+    """The message of a 429 (a rate limit, see ``emails.throttling``); ``Retry-After`` says
+    the same in its header."""
+    if wait is None:
+        return "Too many requests"
+    # Always "seconds", as the contract and the sign-in lockout's message say it.
+    return f"Too many requests: retry in {math.ceil(wait)} seconds"
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's exception handler, reshaped into the API's error shape."""
+    # Imported here: rest_framework.views loads the parser classes, which import this module.
+    from rest_framework.views import exception_handler
+
     response = exception_handler(exc, context)
     if response is None:
         # Not an API exception: log it for us, tell the client nothing about it.
@@ -67,10 +79,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         detail = exc.detail if isinstance(exc.detail, dict) else {"base": exc.detail}
         response.data = error_body({key: _first_message(value) for key, value in detail.items()})
         return response
-    message = next(
-        (text for kind, text in _BASE_MESSAGES.items() if isinstance(exc, kind)),
-        _first_message(getattr(exc, "detail", str(exc))),
-    )
+    if isinstance(exc, exceptions.Throttled):
+        message = too_many_requests(exc.wait)
+    else:
+        message = next(
+            (text for kind, text in _BASE_MESSAGES.items() if isinstance(exc, kind)),
+            _first_message(getattr(exc, "detail", str(exc))),
+        )
     response.data = error_body({"base": message})
     return response
 

@@ -1,4 +1,4 @@
-"""Email records and the API keys that send them.
+"""Email records, the API keys that send them, and the senders keys and users may use.
 
 The body of an email stays in SQS; a record holds what the admin, the status endpoint and
 idempotent redelivery need (DESIGN.md section 7).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from datetime import timedelta
@@ -16,7 +17,10 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from emails.senders import validate_entries
+
 API_KEY_PREFIX = "gm"
+PREFIX_PATTERN = re.compile(r"[0-9a-f]{12}")
 # Touching last_used_at on every request would make every API call a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -43,6 +47,15 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    allowed_senders = models.TextField(
+        blank=True,
+        validators=[validate_entries],
+        help_text=(
+            "Sender addresses (billing@example.com) or domains (example.com) this key may send "
+            "from, one per line, besides the configuration's api.allowed_senders and its "
+            "user's."
+        ),
+    )
 
     class Meta:
         verbose_name = "API key"
@@ -73,7 +86,8 @@ class ApiKey(models.Model):
     def find_active(cls, raw_key: str) -> ApiKey | None:
         """The active key matching ``raw_key``, compared in constant time, or None."""
         parts = raw_key.split("_", 2)
-        if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
+        # Only a well-formed prefix reaches the database (PostgreSQL refuses NUL in text).
+        if len(parts) != 3 or parts[0] != API_KEY_PREFIX or not PREFIX_PATTERN.fullmatch(parts[1]):
             return None
         candidate = cls.objects.filter(prefix=parts[1], revoked_at__isnull=True).first()
         if candidate is None or not hmac.compare_digest(candidate.key_hash, _hash_key(raw_key)):
@@ -86,6 +100,33 @@ class ApiKey(models.Model):
         if self.last_used_at is None or now - self.last_used_at >= LAST_USED_RESOLUTION:
             ApiKey.objects.filter(pk=self.pk).update(last_used_at=now)
             self.last_used_at = now
+
+
+class SenderAllowance(models.Model):
+    """The sender addresses and domains one user may send from (with any of their API keys
+    too), besides the configuration's ``api.allowed_senders``: see ``emails.senders``."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="sender_allowance",
+    )
+    allowed_senders = models.TextField(
+        blank=True,
+        validators=[validate_entries],
+        help_text=(
+            "Sender addresses (billing@example.com) or domains (example.com) this user may "
+            "send from, one per line, besides the configuration's api.allowed_senders."
+        ),
+    )
+
+    class Meta:
+        verbose_name = "allowed senders of a user"
+        verbose_name_plural = "allowed senders of users"
+
+    def __str__(self) -> str:
+        return f"allowed senders of {self.user}"
 
 
 class Email(models.Model):

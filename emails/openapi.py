@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
 from rest_framework import serializers
@@ -49,3 +50,9 @@ FORBIDDEN = error(
     {"base": "CSRF Failed: CSRF token missing."},
 )
 NOT_FOUND = error("No such email for this caller.", {"base": "Not found"})
+
+
+class HeaderCsrfSessionScheme(SessionScheme):
+    """The session cookie, as drf-spectacular documents Django's session authentication."""
+
+    target_class = "emails.authentication.HeaderCsrfSessionAuthentication"

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from email_validator import EmailNotValidError, validate_email
 from rest_framework import serializers
 
 from emails.models import Email
+from emails.senders import NOT_ALLOWED, is_allowed_sender
 
 LINE_BREAKS = frozenset("\r\n\x0b\x0c\x85\u2028\u2029")
 MAX_NAME_LENGTH = 256
@@ -66,7 +68,11 @@ class AddressField(TextField):
 
 
 class SendEmailSerializer(serializers.Serializer):
-    """The ``email`` object of ``POST /email/send``; unknown keys are ignored."""
+    """The ``email`` object of ``POST /email/send``; unknown keys are ignored.
+
+    ``context["allowed_senders"]``: the sender policy's entries for the caller (see
+    ``emails.senders``); without it, the configuration's ``api.allowed_senders`` alone.
+    """
 
     fromEmail = AddressField("From email", required=True)
     fromName = TextField("From name", header=True, max_length=MAX_NAME_LENGTH)
@@ -74,6 +80,15 @@ class SendEmailSerializer(serializers.Serializer):
     toName = TextField("To name", header=True, max_length=MAX_NAME_LENGTH)
     subject = TextField("Subject", header=True, max_length=MAX_SUBJECT_LENGTH)
     body = TextField("Body", required=True)
+
+    def validate_fromEmail(self, value: str) -> str:
+        allowed = self.context.get("allowed_senders")
+        if allowed is None:
+            allowed = settings.GOMAIL.api.allowed_senders
+        if not is_allowed_sender(value, allowed):
+            # Reported with the other fields' errors: DRF collects validate_<field> failures.
+            raise serializers.ValidationError(NOT_ALLOWED)
+        return value
 
 
 class EmailStatusSerializer(serializers.ModelSerializer):

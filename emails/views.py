@@ -23,10 +23,17 @@ from emails.errors import ApiError, ServiceUnavailable, error_body
 from emails.models import ApiKey, Email
 from emails.openapi import FORBIDDEN, NOT_FOUND, UNAUTHENTICATED, error
 from emails.parsing import COULD_NOT_DECODE, AnyContentTypeNegotiation
+from emails.senders import NOT_ALLOWED, allowed_senders_for
 from emails.serializers import EmailStatusSerializer, RecentEmailSerializer, SendEmailSerializer
+from emails.throttling import SEND_SCOPE
 from emails.wire import WIRE_FIELDS, WireEmail, has_disallowed_characters
 
 DISALLOWED_CHARACTERS = "Body contains characters outside the allowed set"
+TOO_MANY_REQUESTS = error(
+    "Over the caller's rate limit (api.rate_limit_per_key or api.rate_limit_per_user); "
+    "`Retry-After` gives the seconds to wait.",
+    {"base": "Too many requests: retry in 42 seconds"},
+)
 
 
 def _email_object(data: Any) -> dict[str, Any]:
@@ -51,6 +58,8 @@ class SendEmailView(APIView):
     """Validate an email, queue it on SQS, record it; answer its id only once SQS has it."""
 
     content_negotiation_class = AnyContentTypeNegotiation
+    # Its own rate-limit budget, apart from the read endpoints' (emails/throttling.py).
+    throttle_scope = SEND_SCOPE
 
     @extend_schema(
         operation_id="sendEmail",
@@ -69,9 +78,11 @@ class SendEmailView(APIView):
             401: UNAUTHENTICATED,
             403: FORBIDDEN,
             422: error(
-                "Every invalid field at once, keyed by its camelCase name.",
-                {"fromEmail": "From email is not a valid email", "toEmail": "To email is required"},
+                "Every invalid field at once, keyed by its camelCase name; a `fromEmail` that "
+                "is not one of the caller's allowed senders is one of them.",
+                {"fromEmail": NOT_ALLOWED, "toEmail": "To email is required"},
             ),
+            429: TOO_MANY_REQUESTS,
             503: error(
                 "SQS (or the database) failed; nothing was accepted.",
                 {"base": "Service unavailable"},
@@ -79,7 +90,11 @@ class SendEmailView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        serializer = SendEmailSerializer(data=_email_object(request.data))
+        data = _email_object(request.data)
+        api_key, user = _sender(request)
+        serializer = SendEmailSerializer(
+            data=data, context={"allowed_senders": allowed_senders_for(api_key, user)}
+        )
         serializer.is_valid(raise_exception=True)
         fields = serializer.validated_data
         email = WireEmail(
@@ -87,7 +102,6 @@ class SendEmailView(APIView):
             accepted_at=timezone.now(),
             **{attribute: fields.get(key, "") for key, attribute in WIRE_FIELDS.items()},
         )
-        api_key, user = _sender(request)
         try:
             accept(email, api_key=api_key, user=user)
         except MessageTooLarge:
@@ -103,7 +117,12 @@ class EmailStatusView(APIView):
     @extend_schema(
         operation_id="getEmailStatus",
         summary="The delivery status of an email",
-        responses={200: EmailStatusSerializer, 401: UNAUTHENTICATED, 404: NOT_FOUND},
+        responses={
+            200: EmailStatusSerializer,
+            401: UNAUTHENTICATED,
+            404: NOT_FOUND,
+            429: TOO_MANY_REQUESTS,
+        },
     )
     def get(self, request: Request, message_id: str) -> Response:
         email = visible_emails(request).filter(id=_uuid_or_none(message_id)).first()
@@ -126,6 +145,7 @@ class RecentEmailsView(APIView):
             200: RecentEmailSerializer(many=True),
             400: error("An unknown status or a bad limit.", {"base": "Unknown status"}),
             401: UNAUTHENTICATED,
+            429: TOO_MANY_REQUESTS,
         },
     )
     def get(self, request: Request) -> Response:

@@ -7,15 +7,16 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import ensure_csrf_cookie
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from emails.authentication import HeaderCsrfSessionAuthentication
 from emails.errors import ApiError, error_body
 from emails.openapi import FORBIDDEN, UNAUTHENTICATED, error
 from emails.parsing import COULD_NOT_DECODE
+from gomail_site.login_throttle import LoginThrottle, too_many_message
 
 USER = inline_serializer(
     "SessionUser", {"username": serializers.CharField(), "isStaff": serializers.BooleanField()}
@@ -34,6 +35,14 @@ class Credentials(serializers.Serializer):
     )
 
 
+class TooManyFailedSignIns(ApiError):
+    """429 while the username or address is locked out; DRF adds Retry-After from ``wait``."""
+
+    def __init__(self, wait: int) -> None:
+        super().__init__(too_many_message(wait), status.HTTP_429_TOO_MANY_REQUESTS)
+        self.wait = wait
+
+
 def _user(user: object) -> dict:
     return {"username": user.get_username(), "isStaff": bool(user.is_staff)}
 
@@ -42,7 +51,7 @@ def _user(user: object) -> dict:
 class SessionView(APIView):
     """GET: who is signed in (and the CSRF cookie); POST: sign in; DELETE: sign out."""
 
-    authentication_classes = [SessionAuthentication]
+    authentication_classes = [HeaderCsrfSessionAuthentication]
     permission_classes = [AllowAny]
 
     @extend_schema(
@@ -67,16 +76,28 @@ class SessionView(APIView):
             401: error("Wrong username or password.", {"base": "Wrong username or password"}),
             403: FORBIDDEN,
             422: error("A missing field.", {"username": "Username is required"}),
+            429: error(
+                "Too many failed sign-ins for this username or from this address within "
+                "`security.admin_lockout_seconds`; the Retry-After header says when to retry.",
+                {"base": too_many_message(900)},
+            ),
         },
     )
     def post(self, request: Request) -> Response:
         # Signing in changes who the browser is: protect it from cross-site forgery too.
-        SessionAuthentication().enforce_csrf(request)
+        HeaderCsrfSessionAuthentication().enforce_csrf(request)
         credentials = Credentials(data=request.data if isinstance(request.data, dict) else {})
         credentials.is_valid(raise_exception=True)
+        # Failed sign-ins count with the admin's, per username and per address.
+        throttle = LoginThrottle(request._request, credentials.validated_data["username"])
+        wait = throttle.retry_after()
+        if wait:
+            raise TooManyFailedSignIns(wait)
         user = authenticate(request._request, **credentials.validated_data)
         if user is None:
+            throttle.failed()
             raise ApiError("Wrong username or password", status.HTTP_401_UNAUTHORIZED)
+        throttle.succeeded()
         login(request._request, user)
         return Response(_user(user))
 
@@ -85,6 +106,6 @@ class SessionView(APIView):
     )
     def delete(self, request: Request) -> Response:
         if request.user is not None and request.user.is_authenticated:
-            SessionAuthentication().enforce_csrf(request)
+            HeaderCsrfSessionAuthentication().enforce_csrf(request)
         logout(request._request)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -11,22 +11,26 @@ from pathlib import Path
 
 import dj_database_url
 
+from gomail_site import security
 from gomail_site.config import get_config
 from gomail_site.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 GOMAIL = get_config()
 
+# Production refuses to start (ImproperlyConfigured, here, in every process: gunicorn, Celery,
+# every manage.py command) with DEBUG on, without a strong DJANGO_SECRET_KEY, without
+# DJANGO_ALLOWED_HOSTS, or without SENDGRID_API_KEY while SendGrid is enabled.
+PRODUCTION = GOMAIL.security.production
+if PRODUCTION:
+    security.refuse_unfit_production(os.environ, GOMAIL)
+
 DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 # The development key only ever signs local sessions; production sets DJANGO_SECRET_KEY.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "django-insecure-gomail-local-development-only")
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", security.DEVELOPMENT_SECRET_KEY)
 # The local SendGrid stand-in accepts this key; production sets the real one.
-SENDGRID_API_KEY = os.environ.get("SENDGRID_API_KEY", "SG.local-stand-in-key")
-ALLOWED_HOSTS = [
-    host.strip()
-    for host in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
-    if host.strip()
-]
+SENDGRID_API_KEY = os.environ.get("SENDGRID_API_KEY", security.DEVELOPMENT_SENDGRID_API_KEY)
+ALLOWED_HOSTS = security.parse_hosts(os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost"))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -35,6 +39,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
+    "csp",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -44,14 +50,18 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "gomail_site.metrics.ApiLatencyMiddleware",
+    # Before anything that can answer (the HTTPS redirect, whitenoise, CommonMiddleware).
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # The headers of the UI's pages too, which whitenoise answers below without a view.
+    "csp.middleware.CSPMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "gomail_site.urls"
@@ -119,6 +129,9 @@ USE_TZ = True
 # The browser UI's build (frontend/dist, made by `make run`) is served at the site root.
 WHITENOISE_ROOT = BASE_DIR / "frontend" / "dist"
 WHITENOISE_INDEX_FILE = True
+# Whitenoise would answer every origin "Access-Control-Allow-Origin: *"; CORS is decided by
+# api.cors_allowed_origins (below), for the API only.
+WHITENOISE_ALLOW_ALL_ORIGINS = False
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -131,10 +144,40 @@ STORAGES = {
 # answers first with the JSON error shape.
 DATA_UPLOAD_MAX_MEMORY_SIZE = GOMAIL.api.max_body_size_bytes + 1
 
+# --- Security: security.* and api.cors_allowed_origins (gomail_site/security.py) ---
+# In every mode: cookies out of scripts' and other sites' reach, no sniffing, no framing.
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# The UI reads the CSRF token from its cookie, so that one cannot be HttpOnly.
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": security.csp_directives(GOMAIL.security.content_security_policy)
+}
+# Production runs behind a TLS-terminating proxy (security.production_settings):
+# SESSION_COOKIE_SECURE, CSRF_COOKIE_SECURE, SECURE_HSTS_SECONDS (security.hsts_seconds, with
+# subdomains), SECURE_SSL_REDIRECT (except /healthz, /readyz, /metrics) and
+# SECURE_PROXY_SSL_HEADER = X-Forwarded-Proto: https, which the proxy must set on every request.
+if PRODUCTION:
+    globals().update(security.production_settings(GOMAIL.security))
+# How many reverse proxies in front of gunicorn append to X-Forwarded-For (0: none); the
+# sign-in throttle counts failures per client address.
+GOMAIL_TRUSTED_PROXY_HOPS = security.proxy_hops(os.environ)
+
+# Browsers on these other origins may call the API (not the admin) with their cookies; an
+# origin not listed gets no Access-Control-Allow-Origin. Empty: same origin only.
+CORS_ALLOWED_ORIGINS = security.origins(GOMAIL.api.cors_allowed_origins)
+CORS_ALLOW_CREDENTIALS = True
+CORS_URLS_REGEX = security.API_URLS_REGEX
+# A UI on one of them signs in with POST /session: Django's CSRF check must accept its Origin.
+CSRF_TRUSTED_ORIGINS = list(CORS_ALLOWED_ORIGINS)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "emails.authentication.ApiKeyAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "emails.authentication.HeaderCsrfSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["emails.permissions.IsSender"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -142,6 +185,12 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "emails.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Per API key and per signed-in user, in the shared DatabaseCache; the rates are
+    # api.rate_limit_per_key / api.rate_limit_per_user, read per request (emails/throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "emails.throttling.ApiKeyRateThrottle",
+        "emails.throttling.UserRateThrottle",
+    ],
 }
 
 SPECTACULAR_SETTINGS = {

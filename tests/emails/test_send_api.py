@@ -127,7 +127,7 @@ def test_deeply_nested_json_is_a_400_not_a_crash(client_with_key, aws, gomail_co
     response = post(client_with_key, body)
 
     assert response.status_code == 400
-    assert response.json() == {"errors": {"base": "Could not decode JSON body"}}
+    assert response.json() == {"errors": {"base": "JSON nesting is deeper than 10 levels"}}
 
 
 def test_body_over_the_size_limit_is_a_400_before_parsing(client_with_key, aws):

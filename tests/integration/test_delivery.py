@@ -23,6 +23,9 @@ from tests.integration.conftest import GroupFactory
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
+# An allowed sender (api.allowed_senders: example.com) that moto's SES has not verified.
+UNVERIFIED_IN_MOTO = "news@EXAMPLE.COM"
+
 
 @pytest.fixture(scope="module")
 def provider_worker(module_processes: GroupFactory) -> harness.ProcessGroup:
@@ -137,8 +140,10 @@ def test_ses_rejecting_every_message_sends_them_through_sendgrid(
     sendgrid_stub: SendGridStub,
     integration_aws: MotoServer,
 ) -> None:
-    # moto's SES refuses a sender outside the verified identities: MessageRejected.
-    ids = harness.send_through_api(client_with_key, 20, fromEmail="news@unverified-sender.org")
+    # moto's SES refuses a sender outside the verified identities: MessageRejected. It compares
+    # the domain case-sensitively, so an upper-case example.com (an allowed sender of ours,
+    # compared case-insensitively) is outside them.
+    ids = harness.send_through_api(client_with_key, 20, fromEmail=UNVERIFIED_IN_MOTO)
 
     runs = settle(ids)
 
@@ -159,7 +164,7 @@ def test_a_message_every_provider_rejects_is_dead_lettered_with_each_reason(
     integration_aws: MotoServer,
 ) -> None:
     sendgrid_stub.configure(fail_rate=1, fail_status=400)
-    ids = harness.send_through_api(client_with_key, 6, fromEmail="news@unverified-sender.org")
+    ids = harness.send_through_api(client_with_key, 6, fromEmail=UNVERIFIED_IN_MOTO)
 
     settle(ids)
 

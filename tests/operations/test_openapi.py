@@ -155,6 +155,21 @@ def _session_post(ctx: Context, payload: Any, *, csrf: bool = True) -> Any:
     return client.post("/session", body, content_type="application/json", **header)
 
 
+def _locked_out_sign_in(ctx: Context) -> Any:
+    # An address and username of its own, locked after one failure.
+    ctx.gomail_config(security={"admin_login_attempts": 1})
+    client = Client(enforce_csrf_checks=True, REMOTE_ADDR="192.0.2.129")
+    header = ctx._csrf_header(client)
+    for _ in range(2):
+        response = client.post(
+            "/session",
+            json.dumps({"username": "locked-out", "password": "nope"}),
+            content_type="application/json",
+            **header,
+        )
+    return response
+
+
 def _signed_in_post(ctx: Context, *, csrf: bool) -> Any:
     client, header = ctx.signed_in(csrf=csrf)
     return client.post("/email/send", GOOD_EMAIL, content_type="application/json", **header)
@@ -166,6 +181,14 @@ def _sign_out(ctx: Context, *, signed_in: bool, csrf: bool) -> Any:
     else:
         client, header = ctx.anonymous_browser()
     return client.delete("/session", **header)
+
+
+def _over_the_rate_limit(ctx: Context, make: Callable[[APIClient], Any]) -> Any:
+    """The second request of a key allowed one a minute: a 429."""
+    ctx.gomail_config(api={"rate_limit_per_key": "1/min"})
+    client = ctx.keyed()
+    make(client)
+    return make(client)
 
 
 SEND, STATUS, RECENT, PROVIDERS, SESSION = (
@@ -216,6 +239,13 @@ CALLS = [
             SEND, {"email": {"fromEmail": "not an address", "body": "x"}}, format="json"
         ),
     ),
+    Call(
+        SEND,
+        "post",
+        429,
+        "over the rate limit",
+        lambda c: _over_the_rate_limit(c, lambda k: k.post(SEND, GOOD_EMAIL, format="json")),
+    ),
     Call(SEND, "post", 503, "SQS down", _send_with_sqs_down),
     # GET /email/{message_id}
     Call(STATUS, "get", 200, "queued", lambda c: c.keyed().get(f"/email/{c.email().id}")),
@@ -238,6 +268,13 @@ CALLS = [
         "another key's email",
         lambda c: c.keyed().get(f"/email/{_someone_elses_email().id}"),
     ),
+    Call(
+        STATUS,
+        "get",
+        429,
+        "over the rate limit",
+        lambda c: _over_the_rate_limit(c, lambda k: k.get(f"/email/{uuid.uuid4()}")),
+    ),
     # GET /email/recent
     Call(RECENT, "get", 200, "list", lambda c: (c.email(), c.keyed().get(RECENT))[1]),
     Call(RECENT, "get", 200, "by status", lambda c: c.keyed().get(RECENT, {"status": "queued"})),
@@ -245,6 +282,13 @@ CALLS = [
     Call(RECENT, "get", 400, "bad limit", lambda c: c.keyed().get(RECENT, {"limit": "0"})),
     Call(RECENT, "get", 400, "limit not a number", lambda c: c.keyed().get(RECENT, {"limit": "a"})),
     Call(RECENT, "get", 401, "no credentials", lambda c: APIClient().get(RECENT)),
+    Call(
+        RECENT,
+        "get",
+        429,
+        "over the rate limit",
+        lambda c: _over_the_rate_limit(c, lambda k: k.get(RECENT)),
+    ),
     # GET /providers
     Call(PROVIDERS, "get", 200, "with a key", lambda c: c.keyed().get(PROVIDERS)),
     Call(PROVIDERS, "get", 200, "signed in", lambda c: c.signed_in(csrf=False)[0].get(PROVIDERS)),
@@ -275,6 +319,7 @@ CALLS = [
     ),
     Call(SESSION, "post", 422, "missing fields", lambda c: _session_post(c, {"username": ""})),
     Call(SESSION, "post", 400, "malformed JSON", lambda c: _session_post(c, '{"username": ')),
+    Call(SESSION, "post", 429, "locked out", _locked_out_sign_in),
     Call(
         SESSION,
         "delete",
