@@ -143,6 +143,10 @@ class SecurityConfig(Section):
     # Production: secure cookies, HSTS, and start-up refuses DEBUG or a default secret key.
     production: bool = False
     hsts_seconds: int = Field(31_536_000, ge=0)
+    # SameSite of the session and CSRF cookies. "None" only for a UI on another site (another
+    # registrable domain) than the API; browsers keep such cookies only when they are Secure,
+    # which production mode makes them.
+    cookie_samesite: Literal["Lax", "Strict", "None"] = "Lax"
     # The UI's Content-Security-Policy (the bundle has no inline script).
     content_security_policy: str = (
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -151,6 +155,14 @@ class SecurityConfig(Section):
     # Failed admin sign-ins per username and per address before a lockout.
     admin_login_attempts: int = Field(5, ge=1, le=100)
     admin_lockout_seconds: int = Field(900, ge=1, le=86_400)
+
+    @model_validator(mode="after")
+    def _cross_site_cookies_are_secure(self) -> SecurityConfig:
+        # A browser drops a SameSite=None cookie that is not Secure: sign-in would silently
+        # never stick. Only production mode marks the cookies Secure.
+        if self.cookie_samesite == "None" and not self.production:
+            raise ValueError('cookie_samesite "None" needs production: true (Secure cookies)')
+        return self
 
 
 class RecordsConfig(Section):

@@ -34,7 +34,7 @@ MIN_SECRET_KEY_UNIQUE_CHARACTERS = 5
 PLAIN_HTTP_PATHS = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 # The API's paths, the only ones a browser on another origin may call (CORS).
-API_URLS_REGEX = r"^/(?:session$|email/|providers$|api/schema$)"
+API_URLS_REGEX = r"^/(?:session(?:/csrf)?$|email/|providers$|api/schema$)"
 
 
 def _secret_key_problem(key: str | None) -> str | None:

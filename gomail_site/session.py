@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate, login, logout
+from django.middleware.csrf import get_token
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import ensure_csrf_cookie
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -18,6 +19,7 @@ from emails.openapi import FORBIDDEN, UNAUTHENTICATED, error
 from emails.parsing import COULD_NOT_DECODE
 from gomail_site.login_throttle import LoginThrottle, too_many_message
 
+CSRF_TOKEN = inline_serializer("CsrfToken", {"csrfToken": serializers.CharField()})
 USER = inline_serializer(
     "SessionUser", {"username": serializers.CharField(), "isStaff": serializers.BooleanField()}
 )
@@ -109,3 +111,26 @@ class SessionView(APIView):
             HeaderCsrfSessionAuthentication().enforce_csrf(request)
         logout(request._request)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CsrfTokenView(APIView):
+    """GET: the CSRF token for ``X-CSRFToken`` (and its cookie).
+
+    A UI served from another origin cannot read the API's ``csrftoken`` cookie; CORS lets only
+    the configured origins read this answer, so no other site learns the token.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="getCsrfToken",
+        summary="The CSRF token for the X-CSRFToken header; sets the CSRF cookie",
+        responses={200: CSRF_TOKEN},
+    )
+    def get(self, request: Request) -> Response:
+        # get_token() also marks the cookie to be (re)sent with this response.
+        response = Response({"csrfToken": get_token(request._request)})
+        # A token is per browser: no shared cache may keep this answer.
+        response["Cache-Control"] = "no-store"
+        return response

@@ -147,9 +147,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = GOMAIL.api.max_body_size_bytes + 1
 # --- Security: security.* and api.cors_allowed_origins (gomail_site/security.py) ---
 # In every mode: cookies out of scripts' and other sites' reach, no sniffing, no framing.
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SAMESITE = "Lax"
-# The UI reads the CSRF token from its cookie, so that one cannot be HttpOnly.
-CSRF_COOKIE_SAMESITE = "Lax"
+# "Lax" unless the UI is served from another site (security.cookie_samesite).
+SESSION_COOKIE_SAMESITE = GOMAIL.security.cookie_samesite
+# The UI on the same origin reads the CSRF token from its cookie, so that one cannot be
+# HttpOnly; a UI on another origin gets the token from GET /session/csrf.
+CSRF_COOKIE_SAMESITE = GOMAIL.security.cookie_samesite
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from gomail_site.login_throttle import ThrottledAdminAuthenticationForm, admin_login
 from gomail_site.metrics import metrics_view
 from gomail_site.probes import healthz, readyz
-from gomail_site.session import SessionView
+from gomail_site.session import CsrfTokenView, SessionView
 from gomail_site.ui import ui_not_built
 
 # Failed admin sign-ins are limited per username and address (security.admin_login_*).
@@ -26,6 +26,7 @@ urlpatterns = [
         "api/docs", SpectacularSwaggerSplitView.as_view(url_name="openapi-schema"), name="api-docs"
     ),
     path("session", SessionView.as_view(), name="session"),
+    path("session/csrf", CsrfTokenView.as_view(), name="session-csrf"),
     path("", include("emails.urls")),
     path("", include("dispatch.urls")),
 ]

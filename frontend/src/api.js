@@ -1,5 +1,9 @@
-// The one module that talks to the Gomail API (same origin, JSON, Django session + CSRF).
-// Every failure becomes an ApiError whose `errors` has the API's shape: {base} or {<field>}.
+// The one module that talks to the Gomail API (JSON, Django session + CSRF). Every failure
+// becomes an ApiError whose `errors` has the API's shape: {base} or {<field>}.
+//
+// By default the API is on the page's own origin. A build for a UI served elsewhere names
+// the API's origin in VITE_API_BASE (e.g. https://mail.example.org); the API must list the
+// UI's origin in api.cors_allowed_origins.
 
 export const NETWORK_ERROR = "Network error: could not reach the server";
 
@@ -12,9 +16,28 @@ export class ApiError extends Error {
   }
 }
 
-function csrfToken() {
+export function apiBase() {
+  return (import.meta.env.VITE_API_BASE || "").replace(/\/+$/, "");
+}
+
+function cookieToken() {
   const cookie = document.cookie.split("; ").find((part) => part.startsWith("csrftoken="));
   return cookie ? decodeURIComponent(cookie.slice("csrftoken=".length)) : null;
+}
+
+// A page on another origin cannot read the API's cookie: it asks GET /session/csrf, once
+// until signing in or out rotates the token.
+let fetchedToken = null;
+
+export function forgetCsrfToken() {
+  fetchedToken = null;
+}
+
+async function csrfToken() {
+  const cookie = apiBase() ? null : cookieToken();
+  if (cookie) return cookie;
+  if (!fetchedToken) fetchedToken = (await request("GET", "/session/csrf")).csrfToken;
+  return fetchedToken;
 }
 
 // The API sends one message per field; be lenient with lists and other values anyway.
@@ -34,16 +57,15 @@ function errorsOf(data, status) {
 export async function request(method, path, body) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (method !== "GET") {
-    const token = csrfToken();
-    if (token) headers["X-CSRFToken"] = token;
-  }
+  if (method !== "GET") headers["X-CSRFToken"] = await csrfToken();
+  const base = apiBase();
   let response;
   try {
-    response = await fetch(path, {
+    response = await fetch(base + path, {
       method,
       headers,
-      credentials: "same-origin",
+      // The session cookie goes to the API's origin too when that is another one.
+      credentials: base ? "include" : "same-origin",
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
@@ -63,16 +85,17 @@ export async function request(method, path, body) {
 export const getSession = () => request("GET", "/session");
 
 export async function signIn(username, password) {
-  // The CSRF cookie comes with GET /session; fetch it first if this page never had it.
-  if (!csrfToken()) {
-    await getSession().catch((error) => {
-      if (error.status === 0) throw error;
-    });
-  }
-  return request("POST", "/session", { username, password });
+  const user = await request("POST", "/session", { username, password });
+  forgetCsrfToken(); // Django rotates the token when it signs someone in
+  return user;
 }
 
-export const signOut = () => request("DELETE", "/session");
+export async function signOut() {
+  const answer = await request("DELETE", "/session");
+  forgetCsrfToken();
+  return answer;
+}
+
 export const sendEmail = (email) => request("POST", "/email/send", { email });
 export const getEmail = (messageId) => request("GET", `/email/${encodeURIComponent(messageId)}`);
 

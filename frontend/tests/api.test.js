@@ -1,6 +1,15 @@
-import { describe, expect, it } from "vitest";
-import { ApiError, getRecentEmails, NETWORK_ERROR, request, sendEmail, signIn } from "../src/api.js";
-import { json, stubFetch } from "./helpers.jsx";
+import { beforeEach, describe, expect, it, vi } from "vitest";
+import {
+  ApiError,
+  apiBase,
+  getRecentEmails,
+  NETWORK_ERROR,
+  request,
+  sendEmail,
+  signIn,
+  signOut,
+} from "../src/api.js";
+import { calls, clearCsrfCookie, json, stubFetch } from "./helpers.jsx";
 
 describe("api", () => {
   it("sends JSON with the CSRF cookie and same-origin credentials on a non-GET", async () => {
@@ -56,16 +65,60 @@ describe("api", () => {
     await expect(request("DELETE", "/session")).resolves.toBeNull();
   });
 
-  it("fetches the CSRF cookie before signing in when the page has none", async () => {
-    const fetch = stubFetch((method) => {
-      if (method === "GET") {
-        document.cookie = "csrftoken=fresh";
-        return json(401, { errors: { base: "Not signed in" } });
-      }
+  it("asks GET /session/csrf for the token when the page has no CSRF cookie, then reuses it", async () => {
+    clearCsrfCookie();
+    const fetch = stubFetch((method, path) => {
+      if (path === "/session/csrf") return json(200, { csrfToken: "fresh" });
+      return json(200, { messageId: "m1" });
+    });
+    await sendEmail({});
+    await sendEmail({});
+    expect(calls(fetch)).toEqual(["GET /session/csrf", "POST /email/send", "POST /email/send"]);
+    expect(fetch.mock.calls[1][1].headers["X-CSRFToken"]).toBe("fresh");
+    expect(fetch.mock.calls[2][1].headers["X-CSRFToken"]).toBe("fresh");
+  });
+
+  it("asks for a new token after signing in and after signing out (Django rotates it)", async () => {
+    clearCsrfCookie();
+    let issued = 0;
+    const fetch = stubFetch((method, path) => {
+      if (path === "/session/csrf") return json(200, { csrfToken: `t${++issued}` });
+      if (method === "DELETE") return new Response(null, { status: 204 });
       return json(200, { username: "ada", isStaff: false });
     });
     await signIn("ada", "pw");
-    expect(fetch.mock.calls.map(([p, i]) => `${i.method} ${p}`)).toEqual(["GET /session", "POST /session"]);
-    expect(fetch.mock.calls[1][1].headers["X-CSRFToken"]).toBe("fresh");
+    await signOut();
+    await signIn("ada", "pw");
+    expect(calls(fetch)).toEqual([
+      "GET /session/csrf",
+      "POST /session",
+      "GET /session/csrf",
+      "DELETE /session",
+      "GET /session/csrf",
+      "POST /session",
+    ]);
+    expect(fetch.mock.calls.filter(([, init]) => init.method !== "GET").map(([, init]) => init.headers["X-CSRFToken"]))
+      .toEqual(["t1", "t2", "t3"]);
+  });
+
+  describe("with the API on another origin (VITE_API_BASE)", () => {
+    beforeEach(() => {
+      vi.stubEnv("VITE_API_BASE", "https://api.example.org/");
+    });
+
+    it("calls the API's origin with the cookies and the token from /session/csrf, never the page's cookie", async () => {
+      document.cookie = "csrftoken=a-cookie-of-the-ui-origin";
+      const fetch = stubFetch((method, path) =>
+        path.endsWith("/session/csrf") ? json(200, { csrfToken: "from-api" }) : json(200, { messageId: "m1" }),
+      );
+      expect(apiBase()).toBe("https://api.example.org");
+      await sendEmail({ toEmail: "a@b.c" });
+      expect(calls(fetch)).toEqual([
+        "GET https://api.example.org/session/csrf",
+        "POST https://api.example.org/email/send",
+      ]);
+      expect(fetch.mock.calls.every(([, init]) => init.credentials === "include")).toBe(true);
+      expect(fetch.mock.calls[1][1].headers["X-CSRFToken"]).toBe("from-api");
+    });
   });
 });

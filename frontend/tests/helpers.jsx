@@ -4,6 +4,10 @@ import { Provider } from "react-redux";
 import { vi } from "vitest";
 import { makeStore } from "../src/store.js";
 
+export function clearCsrfCookie() {
+  document.cookie = "csrftoken=; expires=Thu, 01 Jan 1970 00:00:00 GMT";
+}
+
 export function json(status, body) {
   return new Response(body === undefined ? null : JSON.stringify(body), {
     status,

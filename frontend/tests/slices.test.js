@@ -82,9 +82,10 @@ describe("send slice", () => {
     expect(store.getState().send.sending).toBe(true);
     // A second submit while sending is not sent.
     store.dispatch(sendEmail());
-    expect(fetch).toHaveBeenCalledTimes(1);
+    await vi.waitFor(() => expect(fetch).toHaveBeenCalled());
     answer.resolve(json(200, { messageId: "m-42" }));
     await done;
+    expect(fetch).toHaveBeenCalledTimes(1);
     const { send } = store.getState();
     expect(send.sending).toBe(false);
     expect(send.messageId).toBe("m-42");

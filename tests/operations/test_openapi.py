@@ -328,6 +328,8 @@ CALLS = [
         lambda c: _sign_out(c, signed_in=True, csrf=True),
     ),
     Call(SESSION, "delete", 204, "anonymous", lambda c: _sign_out(c, signed_in=False, csrf=True)),
+    # GET /session/csrf
+    Call("/session/csrf", "get", 200, "anyone", lambda c: Client().get("/session/csrf")),
     Call(
         SESSION,
         "delete",

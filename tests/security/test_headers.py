@@ -234,12 +234,14 @@ def test_settings_take_origins_and_policy_from_the_configuration():
     script = (
         "import json, gomail_site.settings as s; print(json.dumps({"
         "'cors': s.CORS_ALLOWED_ORIGINS, 'credentials': s.CORS_ALLOW_CREDENTIALS, "
-        "'csrf': s.CSRF_TRUSTED_ORIGINS, 'csp': s.CONTENT_SECURITY_POLICY['DIRECTIVES']}))"
+        "'csrf': s.CSRF_TRUSTED_ORIGINS, 'csp': s.CONTENT_SECURITY_POLICY['DIRECTIVES'], "
+        "'samesite': [s.SESSION_COOKIE_SAMESITE, s.CSRF_COOKIE_SAMESITE]}))"
     )
     env = {
         **os.environ,
         "GOMAIL_API__CORS_ALLOWED_ORIGINS": json.dumps([f"{UI_ORIGIN}/", "http://127.0.0.1:5173"]),
         "GOMAIL_SECURITY__CONTENT_SECURITY_POLICY": "default-src 'none'; img-src data:",
+        "GOMAIL_SECURITY__COOKIE_SAMESITE": "Strict",
     }
 
     result = subprocess.run(
@@ -257,6 +259,7 @@ def test_settings_take_origins_and_policy_from_the_configuration():
     assert values["cors"] == [UI_ORIGIN, "http://127.0.0.1:5173"]
     assert values["csrf"] == values["cors"]
     assert values["credentials"] is True
+    assert values["samesite"] == ["Strict", "Strict"]
     assert {name: sources for name, sources in values["csp"].items() if sources} == {
         "default-src": ["'none'"],
         "img-src": ["data:"],

@@ -70,6 +70,9 @@ def test_an_explicitly_named_file_must_exist(tmp_path):
         ),
         ("api:\n  max_body_size: 10\n", "api.max_body_size"),
         ("apii:\n  require_auth: false\n", "apii"),
+        ("security:\n  cookie_samesite: none\n", "security.cookie_samesite"),
+        # A browser drops a SameSite=None cookie that is not Secure (production only).
+        ("security:\n  cookie_samesite: None\n", "security"),
     ],
 )
 def test_each_invalid_value_names_its_key(tmp_path, text, key):
@@ -112,3 +115,11 @@ def test_a_wrong_environment_override_names_its_key(tmp_path, monkeypatch):
 
 def test_endpoint_can_be_unset_for_real_aws(tmp_path):
     assert load_config(write(tmp_path, "aws:\n  endpoint_url: null\n")).aws.endpoint_url is None
+
+
+def test_cross_site_cookies_come_with_production_mode(tmp_path):
+    config = load_config(
+        write(tmp_path, "security:\n  production: true\n  cookie_samesite: None\n")
+    )
+
+    assert config.security.cookie_samesite == "None"

@@ -104,3 +104,38 @@ def test_sign_out_without_the_csrf_token_keeps_the_session(user):
 
     assert response.status_code == 403
     assert client.get("/session").status_code == 200
+
+
+# --- /session/csrf: the token for a UI that cannot read the API's cookie (another origin) ----
+
+
+def test_the_csrf_endpoint_answers_a_token_that_signs_in_and_out(user):
+    client = browser()
+
+    answer = client.get("/session/csrf")
+    token = answer.json()["csrfToken"]
+    signed_in = sign_in(client, "carol", PASSWORD, token)
+    # Signing in rotates the token (Django's login): the UI asks again before signing out.
+    stale = client.delete("/session", HTTP_X_CSRFTOKEN=token)
+    fresh = client.get("/session/csrf").json()["csrfToken"]
+    signed_out = client.delete("/session", HTTP_X_CSRFTOKEN=fresh)
+
+    assert answer.status_code == 200
+    assert answer["Cache-Control"] == "no-store"
+    assert client.cookies["csrftoken"].value
+    assert signed_in.status_code == 200
+    assert stale.status_code == 403
+    assert fresh != token
+    assert signed_out.status_code == 204
+    assert client.get("/session").status_code == 401
+
+
+def test_a_token_from_another_browser_does_not_pass_the_check(user):
+    other = browser().get("/session/csrf").json()["csrfToken"]
+    client = browser()
+    client.get("/session/csrf")
+
+    response = sign_in(client, "carol", PASSWORD, other)
+
+    assert response.status_code == 403
+    assert client.get("/session").status_code == 401
