@@ -117,7 +117,7 @@ def extend_visibility(messages: Sequence[ReceivedMessage], seconds: int) -> list
     for message in messages:
         by_queue[message.queue].append(message)
     for queue, queued in by_queue.items():
-        for chunk in _chunks(queued):
+        for chunk in batches(queued, SQS_BATCH_LIMIT):
             failed = _call_batch(
                 "change_message_visibility_batch",
                 queue,
@@ -204,7 +204,7 @@ def _send_copy(
 
 
 def _delete(queue: str, messages: Sequence[ReceivedMessage]) -> None:
-    for chunk in _chunks(messages):
+    for chunk in batches(messages, SQS_BATCH_LIMIT):
         _call_batch(
             "delete_message_batch",
             queue,
@@ -216,7 +216,7 @@ def _delete(queue: str, messages: Sequence[ReceivedMessage]) -> None:
 
 
 def _change_visibility(queue: str, delayed: Sequence[tuple[ReceivedMessage, int]]) -> None:
-    for chunk in _chunks(delayed):
+    for chunk in batches(delayed, SQS_BATCH_LIMIT):
         _call_batch(
             "change_message_visibility_batch",
             queue,
@@ -242,7 +242,3 @@ def _call_batch(operation: str, queue: str, entries: list[dict]) -> set[int]:
     for item in answer.get("Failed", []):
         logger.warning("%s on %s: entry failed: %s", operation, queue, item.get("Code"))
     return failed
-
-
-def _chunks(items: Sequence) -> list[list]:
-    return batches(items, SQS_BATCH_LIMIT)

@@ -127,7 +127,8 @@ class ApiLatencyMiddleware:
         response = self.get_response(request)
         match = getattr(request, "resolver_match", None)
         route = match.route if match is not None else "unmatched"
-        if not route.startswith(("admin", "static", "metrics")):
+        # "" is the UI's page (Django answers it only while the UI is not built): not the API.
+        if route and not route.startswith(("admin", "static", "metrics")):
             API_LATENCY.labels(request.method, route, str(response.status_code)).observe(
                 time.perf_counter() - started
             )

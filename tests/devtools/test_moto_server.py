@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import re
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -25,8 +22,8 @@ import pytest
 from botocore.config import Config
 
 from devtools.moto_server import MotoServer, start_moto_server
+from tests.devtools.cli import assert_exits_zero_on, running_cli
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HTTP_TIMEOUT = 10
 
 
@@ -257,50 +254,11 @@ def test_long_poll_on_empty_queue_still_waits(moto: MotoServer, how: str) -> Non
 # --- command line -------------------------------------------------------------------------------
 
 
-def start_cli(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
-    """Start the CLI on a free port; return the process and the URL from its listening line."""
-    stderr = (tmp_path / "stderr.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devtools.moto_server", "--port", "0", *args],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=stderr,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    stderr.close()
-    line = read_line(proc, timeout=60)
-    match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-    if match is None:
-        proc.kill()
-        proc.wait(10)
-        pytest.fail(f"no listening line: {line!r}; stderr: {(tmp_path / 'stderr.log').read_text()}")
-    return proc, match.group(1)
-
-
-def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    reader.join(timeout)
-    if not lines:
-        proc.kill()
-        proc.wait(10)
-        pytest.fail(f"no output line within {timeout}s")
-    return lines[0]
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_cli_serves_and_exits_zero_on_signal(tmp_path: Path, signum: int) -> None:
-    proc, url = start_cli(tmp_path)
-    try:
+    with running_cli("moto_server", tmp_path) as (proc, url):
         sqs = boto3.client("sqs", endpoint_url=url, region_name="us-east-1")
         queue_url = sqs.create_queue(QueueName="cli-check")["QueueUrl"]
         assert queue_url.startswith(url)
 
-        proc.send_signal(signum)
-        assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        assert_exits_zero_on(proc, signum)

@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,8 +27,8 @@ from python_http_client.exceptions import (
 from sendgrid.helpers.mail import Mail
 
 from devtools.sendgrid_stub import MAX_BODY_BYTES, SendGridStub, start_sendgrid_stub
+from tests.devtools.cli import assert_exits_zero_on, running_cli
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "SG.test-key-for-the-stand-in"
 TIMEOUT = 10
 
@@ -477,38 +473,15 @@ def test_concurrent_sends_are_all_counted(stub: SendGridStub) -> None:
 # --- command line -------------------------------------------------------------------------------
 
 
-def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    reader.join(timeout)
-    if not lines:
-        proc.kill()
-        proc.wait(10)
-        pytest.fail(f"no output line within {timeout}s")
-    return lines[0]
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_cli_serves_with_env_key_logs_no_secrets_and_exits_zero(
     tmp_path: Path, signum: int
 ) -> None:
     env_key = "SG.key-from-the-environment"
-    stderr_path = tmp_path / "stderr.log"
-    with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "devtools.sendgrid_stub", "--port", "0"],
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "SENDGRID_API_KEY": env_key},
-        )
-    try:
-        line = read_line(proc, timeout=30)
-        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-        assert match, line
-        url = match.group(1)
+    with running_cli("sendgrid_stub", tmp_path, env={"SENDGRID_API_KEY": env_key}, timeout=30) as (
+        proc,
+        url,
+    ):
         secret_body = "secret-body-marker-42"
         body = mail(marker=secret_body).get()
         headers = {"Authorization": f"Bearer {env_key}"}
@@ -517,13 +490,8 @@ def test_cli_serves_with_env_key_logs_no_secrets_and_exits_zero(
         wrong = requests.post(f"{url}/v3/mail/send", json=body, timeout=TIMEOUT)
 
         assert (response.status_code, wrong.status_code) == (202, 401)
-        proc.send_signal(signum)
-        assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    output = proc.stdout.read() + stderr_path.read_text()  # type: ignore[union-attr]
+        assert_exits_zero_on(proc, signum)
+    output = proc.stdout.read() + (tmp_path / "stderr.log").read_text()  # type: ignore[union-attr]
     assert "/v3/mail/send" in output  # requests are logged ...
     assert env_key not in output  # ... but never the key
     assert secret_body not in output  # ... nor the message

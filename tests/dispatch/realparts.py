@@ -1,8 +1,7 @@
-"""Real parts for the delivery pipeline's tests: the SendGrid stand-in, providers built on it and
-on the test moto server, and small helpers to put, peek at and read SQS messages.
-
-Not a conftest: a test module takes the fixtures it needs by assigning them to module names
-(``sendgrid_stub = realparts.sendgrid_stub``).
+"""Helpers of the tests on the real parts (the delivery pipeline's, and the operations and
+security tests that put and read emails too): wire emails, and small helpers to put, peek at and
+read SQS messages. The fixtures (the SendGrid stand-in, providers built on it and on the test
+moto server) are in ``tests/dispatch/conftest.py``.
 """
 
 from __future__ import annotations
@@ -11,54 +10,19 @@ import json
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 
 from devtools.moto_server import MotoServer
-from devtools.sendgrid_stub import SendGridStub, start_sendgrid_stub
 from dispatch.inbox import ReceivedMessage, receive
-from dispatch.providers import Provider, SendGridProvider, SesProvider
 from emails.wire import WireEmail
 from gomail_site.aws import aws_client, queue_url
 
-STUB_API_KEY = "SG.pipeline-tests-key"
 SENDER = "sender@example.com"  # example.com is verified in moto's SES by the `aws` fixture
-
-
-@pytest.fixture(scope="session")
-def _sendgrid_stub_server() -> Iterator[SendGridStub]:
-    with start_sendgrid_stub(host="127.0.0.1", port=0, api_key=STUB_API_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def sendgrid_stub(_sendgrid_stub_server: SendGridStub) -> SendGridStub:
-    """The stand-in with no messages, counters or injected faults."""
-    _sendgrid_stub_server.reset()
-    return _sendgrid_stub_server
-
-
-@pytest.fixture
-def providers(sendgrid_stub: SendGridStub, aws: Any) -> dict[str, Provider]:
-    """Both providers, as ``dispatch.sending.build_providers`` builds them (configuration
-    order: ses, then sendgrid), SendGrid pointed at the stand-in."""
-    return {
-        "ses": SesProvider(aws_client("ses", attempts=1)),
-        "sendgrid": SendGridProvider(
-            api_key=STUB_API_KEY, host=sendgrid_stub.url, timeout_seconds=2
-        ),
-    }
-
-
-@pytest.fixture
-def clean_cache(db: None) -> None:
-    cache.clear()
 
 
 def wire_email(**overrides: Any) -> WireEmail:

@@ -3,17 +3,11 @@ between OS processes, on the real database (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.db import connection
@@ -21,10 +15,9 @@ from django.utils import timezone
 
 from dispatch import lease
 from dispatch.models import Lease
+from tests.processes import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def fresh_name() -> str:
@@ -140,62 +133,18 @@ print(json.dumps({"early": early, "won": won}), flush=True)
 """
 
 
-def child_environment() -> dict[str, str]:
-    environment = dict(os.environ, DJANGO_SETTINGS_MODULE="gomail_site.settings")
-    database = connection.settings_dict
-    if connection.vendor == "sqlite":
-        environment["GOMAIL_SQLITE_PATH"] = str(database["NAME"])
-        environment.pop("DATABASE_URL", None)
-    else:
-        user = quote(database["USER"] or "", safe="")
-        password = f":{quote(database['PASSWORD'], safe='')}" if database["PASSWORD"] else ""
-        host = database["HOST"] or "127.0.0.1"
-        port = f":{database['PORT']}" if database["PORT"] else ""
-        environment["DATABASE_URL"] = f"postgres://{user}{password}@{host}{port}/{database['NAME']}"
-    return environment
-
-
 def test_concurrent_acquirers_in_two_processes_exactly_one_wins(tmp_path):
     rounds = 12
     prefix = fresh_name()
     # Half the races on an existing row, half on a row both processes try to create.
     for index in range(0, rounds, 2):
         Lease.objects.create(name=f"{prefix}-{index}")
-    children = []
-    errors = [(tmp_path / f"{holder}.err").open("w") for holder in ("process-a", "process-b")]
-    for holder, error in zip(("process-a", "process-b"), errors, strict=True):
-        children.append(
-            subprocess.Popen(
-                [sys.executable, "-c", CHILD, prefix, holder, str(rounds)],
-                cwd=PROJECT_ROOT,
-                env=child_environment(),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=error,
-                text=True,
-            )
-        )
-    try:
-        for child, holder in zip(children, ("process-a", "process-b"), strict=True):
-            if child.stdout.readline().strip() != "ready":
-                child.wait(timeout=60)
-                pytest.fail((tmp_path / f"{holder}.err").read_text())
-        start = time.time() + 0.5
-        for child in children:
-            child.stdin.write(f"{start}\n")
-            child.stdin.close()
-        outputs = []
-        for child, holder in zip(children, ("process-a", "process-b"), strict=True):
-            out = child.stdout.read()
-            assert child.wait(timeout=60) == 0, (tmp_path / f"{holder}.err").read_text()
-            outputs.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-        for error in errors:
-            error.close()
+    outputs = run_together(
+        tmp_path,
+        CHILD,
+        [[prefix, holder, str(rounds)] for holder in ("process-a", "process-b")],
+        timeout=60,
+    )
 
     # Both were ready before the first race started: they really raced.
     assert [output["early"] for output in outputs] == [True, True]

@@ -24,7 +24,6 @@ from dispatch.pipeline import PIPELINE_LEASE, run_pipeline
 from dispatch.sending import send_batch
 from emails.models import Email
 from emails.wire import TASK_PAYLOAD_LIMIT, dispatch_bytes
-from tests.dispatch import realparts
 from tests.dispatch.realparts import (
     dead_letter_reason,
     dead_letters,
@@ -35,11 +34,6 @@ from tests.dispatch.realparts import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-sendgrid_stub = realparts.sendgrid_stub
-_sendgrid_stub_server = realparts._sendgrid_stub_server
-providers = realparts.providers
-clean_cache = realparts.clean_cache
 
 
 @dataclass

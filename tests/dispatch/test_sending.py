@@ -20,7 +20,6 @@ from dispatch.providers import SendGridProvider, SesProvider
 from dispatch.sending import send_batch
 from emails.models import Attempt, Email
 from gomail_site.aws import aws_client
-from tests.dispatch import realparts
 from tests.dispatch.realparts import (
     dead_letter_reason,
     dead_letters,
@@ -34,11 +33,6 @@ from tests.dispatch.realparts import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-sendgrid_stub = realparts.sendgrid_stub
-_sendgrid_stub_server = realparts._sendgrid_stub_server
-providers = realparts.providers
-clean_cache = realparts.clean_cache
 
 
 @pytest.fixture(autouse=True)

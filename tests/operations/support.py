@@ -1,49 +1,20 @@
-"""Helpers of the operations tests: wire emails, SQS puts and reads, a recording dispatcher."""
+"""Helpers of the operations tests: dead-letter puts, a look at a queue that changes nothing,
+queued records and a recording dispatcher. Wire emails and incoming-queue puts and reads come
+from ``tests.dispatch.realparts``."""
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 
-from dispatch.inbox import ReceivedMessage, receive
+from dispatch.inbox import ReceivedMessage
 from emails.models import Email
 from emails.wire import WireEmail
 from gomail_site.aws import aws_client, queue_url
-
-SENDER = "sender@example.com"  # example.com is verified in moto's SES by the `aws` fixture
-
-
-def wire_email(**overrides: Any) -> WireEmail:
-    values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "from_email": SENDER,
-        "from_name": "Sender",
-        "to_email": "reader@example.org",
-        "to_name": "Reader",
-        "subject": "Hello",
-        "body": "Hello there",
-        "accepted_at": datetime.now(UTC),
-    }
-    values.update(overrides)
-    return WireEmail(**values)
-
-
-def incoming(index: int = 0) -> str:
-    return settings.GOMAIL.sqs.incoming_queues[index]
-
-
-def put(body: str, queue: str | None = None) -> str:
-    """Send ``body`` to an incoming queue (the first by default); returns its MessageId."""
-    answer = aws_client("sqs").send_message(
-        QueueUrl=queue_url(queue or incoming()), MessageBody=body
-    )
-    return answer["MessageId"]
+from tests.dispatch.realparts import incoming_queue
 
 
 def put_dead_letter(
@@ -55,7 +26,7 @@ def put_dead_letter(
     receive_count: int | None = None,
 ) -> str:
     """Put a message on the dead-letter queue as the settlement does; returns its MessageId."""
-    attributes = {"reason": reason, "sourceQueue": source_queue or incoming()}
+    attributes = {"reason": reason, "sourceQueue": source_queue or incoming_queue()}
     if email_id is not None:
         attributes["emailId"] = email_id
     if receive_count is not None:
@@ -106,7 +77,7 @@ def queued_record(email: WireEmail, **fields: Any) -> Email:
         "from_email": email.from_email,
         "to_email": email.to_email,
         "subject": email.subject,
-        "queue": incoming(),
+        "queue": incoming_queue(),
         **fields,
     }
     return Email.objects.create(**values)
@@ -127,14 +98,3 @@ class RecordingDispatcher:
     @property
     def providers(self) -> set[str]:
         return {name for name, _, _ in self.calls}
-
-
-def receive_messages(count: int, queue: str | None = None) -> list[ReceivedMessage]:
-    """Read exactly ``count`` messages as the pipeline does (``dispatch.inbox.receive``)."""
-    name = queue or incoming()
-    messages: list[ReceivedMessage] = []
-    deadline = time.monotonic() + 5
-    while len(messages) < count and time.monotonic() < deadline:
-        messages.extend(receive(name, min(10, count - len(messages))))
-    assert len(messages) == count, f"read {len(messages)} of {count} from {name}"
-    return messages

@@ -14,14 +14,8 @@ from django.test import Client
 from django.urls import reverse
 
 from emails.models import Email
-from tests.operations.support import (
-    dead_letter_queue,
-    incoming,
-    put_dead_letter,
-    queued_record,
-    receive_all,
-    wire_email,
-)
+from tests.dispatch.realparts import incoming_queue, wire_email
+from tests.operations.support import dead_letter_queue, put_dead_letter, queued_record, receive_all
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
 
@@ -67,7 +61,7 @@ def bodies(queue: str) -> list[str]:
 
 def test_page_lists_messages_and_hides_none(aws, staff_client: Client):
     first, first_id = dead("first", receive_count=4)
-    second, second_id = dead("second", source_queue=incoming(1), receive_count=11)
+    second, second_id = dead("second", source_queue=incoming_queue(1), receive_count=11)
     foreign_id = put_dead_letter("not json at all", reason="undecodable message: body is not JSON")
 
     response = staff_client.get(reverse(PAGE))
@@ -79,10 +73,10 @@ def test_page_lists_messages_and_hides_none(aws, staff_client: Client):
     assert table[first_id][2] == "rejected by every provider: first"
     assert table[first_id][3] == first.id
     assert "'first'" in table[first_id][4]
-    assert table[first_id][5] == incoming(0)
+    assert table[first_id][5] == incoming_queue(0)
     assert table[first_id][6] == "4"
     assert table[second_id][3] == second.id
-    assert table[second_id][5] == incoming(1)
+    assert table[second_id][5] == incoming_queue(1)
     assert table[second_id][6] == "11"
     assert table[foreign_id][2] == "undecodable message: body is not JSON"
     assert "(undecodable)" in table[foreign_id][4]
@@ -104,7 +98,7 @@ def test_page_twice_shows_every_message_both_times(aws, staff_client: Client):
 
 def test_redrive_selected_moves_exactly_those(aws, staff_client: Client, staff_user):
     one, one_id = dead("one")
-    two, two_id = dead("two", source_queue=incoming(1))
+    two, two_id = dead("two", source_queue=incoming_queue(1))
     stays, stays_id = dead("stays")
 
     response = staff_client.post(
@@ -115,9 +109,9 @@ def test_redrive_selected_moves_exactly_those(aws, staff_client: Client, staff_u
     assert "Redrove 2 message(s)." in response.content.decode()
     assert dead_letter_ids() == {stays_id}
     # Back on the queue each came from, with the same body.
-    assert bodies(incoming(0)) == [one.encode()]
-    assert bodies(incoming(1)) == [two.encode()]
-    for email, queue in ((one, incoming(0)), (two, incoming(1))):
+    assert bodies(incoming_queue(0)) == [one.encode()]
+    assert bodies(incoming_queue(1)) == [two.encode()]
+    for email, queue in ((one, incoming_queue(0)), (two, incoming_queue(1))):
         record = Email.objects.get(id=email.id)
         assert record.status == Email.Status.QUEUED
         assert record.rejections == {}
@@ -139,8 +133,8 @@ def test_redrive_to_a_queue_no_longer_configured_goes_to_the_first(aws, staff_cl
 
     staff_client.post(reverse(PAGE), {"action": "redrive", "selected": [message_id]})
 
-    assert bodies(incoming(0)) == [email.encode()]
-    assert Email.objects.get(id=email.id).queue == incoming(0)
+    assert bodies(incoming_queue(0)) == [email.encode()]
+    assert Email.objects.get(id=email.id).queue == incoming_queue(0)
 
 
 def test_redrive_all(aws, staff_client: Client, staff_user):
@@ -151,7 +145,7 @@ def test_redrive_all(aws, staff_client: Client, staff_user):
 
     assert "Redrove 4 message(s)." in response.content.decode()
     assert dead_letter_ids() == set()
-    assert sorted(bodies(incoming(0))) == sorted([e.encode() for e in emails] + ["not json"])
+    assert sorted(bodies(incoming_queue(0))) == sorted([e.encode() for e in emails] + ["not json"])
     assert set(Email.objects.values_list("status", flat=True)) == {Email.Status.QUEUED}
     assert foreign_id
     assert LogEntry.objects.get(user=staff_user).get_change_message() == (

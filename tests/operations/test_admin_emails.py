@@ -15,13 +15,8 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from emails.models import ApiKey, Email
-from tests.operations.support import (
-    dead_letter_queue,
-    put_dead_letter,
-    queued_record,
-    receive_all,
-    wire_email,
-)
+from tests.dispatch.realparts import wire_email
+from tests.operations.support import dead_letter_queue, put_dead_letter, queued_record, receive_all
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
 

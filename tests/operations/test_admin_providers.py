@@ -19,14 +19,8 @@ from dispatch.health_store import PendingBatch
 from dispatch.models import ProviderControl
 from dispatch.pipeline import run_pipeline
 from emails.models import Attempt
-from tests.operations.support import (
-    RecordingDispatcher,
-    incoming,
-    put,
-    queued_record,
-    receive_all,
-    wire_email,
-)
+from tests.dispatch.realparts import incoming_queue, put, wire_email
+from tests.operations.support import RecordingDispatcher, queued_record, receive_all
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
 
@@ -122,7 +116,7 @@ def test_every_provider_drained_reads_nothing(aws, clean_cache, staff_client):
     assert report.read == 0
     assert dispatcher.calls == []
     # Nothing was taken off the queue: every message is still visible.
-    assert len(receive_all(incoming())) == len(ids)
+    assert len(receive_all(incoming_queue())) == len(ids)
 
 
 def test_reset_health_is_applied_by_the_next_pipeline_run(

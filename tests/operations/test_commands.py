@@ -16,15 +16,13 @@ from dispatch.health import HealthState
 from dispatch.models import ProviderControl
 from dispatch.pipeline import run_pipeline
 from emails.models import ApiKey, Attempt, Email
+from tests.dispatch.realparts import incoming_queue, put, wire_email
 from tests.operations.support import (
     RecordingDispatcher,
     dead_letter_queue,
-    incoming,
-    put,
     put_dead_letter,
     queued_record,
     receive_all,
-    wire_email,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
@@ -128,13 +126,13 @@ def test_dead_letters_redrive_selected_and_all(aws):
 
     assert run("dead_letters", "redrive", moved).strip() == "redrove 1 message(s)"
     assert dead_letter_ids() == {kept}
-    assert [m["Body"] for m in receive_all(incoming(0))] == [moved_email.encode()]
+    assert [m["Body"] for m in receive_all(incoming_queue(0))] == [moved_email.encode()]
     record = Email.objects.get(id=moved_email.id)
     assert (record.status, record.rejections) == (Email.Status.QUEUED, {})
 
     assert run("dead_letters", "redrive", "--all").strip() == "redrove 1 message(s)"
     assert dead_letter_ids() == set()
-    assert len(receive_all(incoming(0))) == 2
+    assert len(receive_all(incoming_queue(0))) == 2
 
 
 def test_dead_letters_redrive_needs_ids_or_all(aws):

@@ -23,7 +23,7 @@ from emails.models import Email
 from gomail_site.aws import aws_client
 from gomail_site.config import LoggingConfig
 from gomail_site.logs import logging_config
-from tests.operations.support import put, receive_messages, wire_email
+from tests.dispatch.realparts import put, receive_exactly, wire_email
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
@@ -91,7 +91,7 @@ def test_full_send_logs_json_with_message_id_and_no_secrets(aws, clean_cache, js
     outcome = send_batch(
         "ses",
         uuid.uuid4().hex,
-        receive_messages(2, queue),
+        receive_exactly(2, queue),
         providers={"ses": SesProvider(aws_client("ses", attempts=1))},
     )
     assert (outcome.sent, outcome.permanent) == (1, 1)
@@ -169,7 +169,7 @@ def test_worker_lines_about_an_email_carry_its_message_id(aws, clean_cache, json
     send_batch(
         "ses",
         uuid.uuid4().hex,
-        receive_messages(2),
+        receive_exactly(2),
         providers={"ses": SesProvider(aws_client("ses", attempts=1))},
     )
 

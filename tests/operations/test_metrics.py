@@ -19,14 +19,8 @@ from dispatch.pipeline import run_pipeline
 from dispatch.providers import SendGridProvider, SesProvider
 from dispatch.sending import send_batch
 from gomail_site.aws import aws_client
-from tests.operations.support import (
-    RecordingDispatcher,
-    incoming,
-    put,
-    put_dead_letter,
-    receive_messages,
-    wire_email,
-)
+from tests.dispatch.realparts import incoming_queue, put, receive_exactly, wire_email
+from tests.operations.support import RecordingDispatcher, put_dead_letter
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -97,6 +91,19 @@ def test_accepted_counter_and_api_latency_move_with_the_api(aws, client_with_key
     assert all(route and "-" not in route for route in routes), routes
 
 
+def test_the_ui_page_and_the_admin_are_not_api_requests(client, settings, tmp_path):
+    settings.WHITENOISE_ROOT = tmp_path  # no UI build: Django itself answers "/"
+    before, _ = scrape()
+
+    client.get("/")
+    client.get("/admin/login/")
+
+    after, _ = scrape()
+    api = {key for key in after if key[0].startswith("gomail_api_request")}
+    assert not {dict(labels)["route"] for _, labels in api - before.keys()}
+    assert all(after[key] == before[key] for key in api & before.keys())
+
+
 def test_status_route_is_labelled_by_its_pattern(aws, client_with_key):
     client_with_key.get(f"/email/{uuid.uuid4()}")
 
@@ -119,14 +126,14 @@ def test_send_counters_move_with_real_sends(aws, sendgrid_stub):
 
     # SES in moto: one sent, one rejected (unverified sender: the message's fault, and SES
     # is the only provider), one undecodable.
-    outcome = send_batch("ses", uuid.uuid4().hex, receive_messages(3), providers={"ses": ses})
+    outcome = send_batch("ses", uuid.uuid4().hex, receive_exactly(3), providers={"ses": ses})
     assert (outcome.sent, outcome.permanent) == (1, 1)
 
     # The SendGrid stand-in answers too late: a timeout after submission, outcome unknown.
     sendgrid_stub.configure(delay_ms=2000)
     put(wire_email().encode())
     late = send_batch(
-        "sendgrid", uuid.uuid4().hex, receive_messages(1), providers={"sendgrid": sendgrid}
+        "sendgrid", uuid.uuid4().hex, receive_exactly(1), providers={"sendgrid": sendgrid}
     )
     assert late.transient == 1
 
@@ -184,8 +191,8 @@ def test_state_gauges_read_at_scrape_time(aws):
             PendingBatch("b", 3, "2026-01-01T00:00:01+00:00"),
         ],
     )
-    put(wire_email().encode(), incoming(1))
-    put(wire_email().encode(), incoming(1))
+    put(wire_email().encode(), incoming_queue(1))
+    put(wire_email().encode(), incoming_queue(1))
     put_dead_letter(wire_email().encode())
 
     samples, types = scrape()
@@ -203,8 +210,8 @@ def test_state_gauges_read_at_scrape_time(aws):
         if n == "gomail_queue_depth"
     }
     assert depth == {
-        (incoming(0), "incoming"): 0,
-        (incoming(1), "incoming"): 2,
+        (incoming_queue(0), "incoming"): 0,
+        (incoming_queue(1), "incoming"): 2,
         (sqs.dead_letter_queue, "dead_letter"): 1,
     }
 

@@ -39,6 +39,7 @@ OPERATIONS = [
     ("GET", "/session"),
     ("POST", "/session"),
     ("DELETE", "/session"),
+    ("GET", "/session/csrf"),
 ]
 EXAMPLES_PER_OPERATION = 60
 CREDENTIALS = st.sampled_from(["key", "session", "none"])

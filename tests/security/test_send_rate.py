@@ -8,11 +8,7 @@ when none comes in time.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -35,11 +31,10 @@ from dispatch.sending import deliver, send_batch
 from dispatch.settlement import Action
 from emails.models import Attempt, Email
 from tests.dispatch.realparts import incoming_queue, levels, put, receive_exactly, wire_email
-from tests.integration.harness import database_environment, with_overrides
+from tests.integration.harness import with_overrides
+from tests.processes import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def provider_name() -> str:
@@ -236,44 +231,10 @@ print(json.dumps(grants), flush=True)
 
 def test_two_processes_never_exceed_the_rate_together(tmp_path: Path) -> None:
     name, rate, threads, each = provider_name(), 8, 4, 2
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="gomail_site.settings")
-    for variable in ("DATABASE_URL", "GOMAIL_SQLITE_PATH"):
-        env.pop(variable, None)
-    env.update(database_environment())
-    errors = [(tmp_path / f"child-{index}.err").open("w") for index in range(2)]
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", CHILD, name, str(rate), str(threads), str(each)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=error,
-            text=True,
-        )
-        for error in errors
-    ]
-    try:
-        for index, child in enumerate(children):
-            if child.stdout.readline().strip() != "ready":
-                child.wait(timeout=60)
-                pytest.fail((tmp_path / f"child-{index}.err").read_text())
-        start = time.time() + 0.5
-        for child in children:
-            child.stdin.write(f"{start}\n")
-            child.stdin.close()
-        per_child = []
-        for index, child in enumerate(children):
-            out = child.stdout.read()
-            assert child.wait(timeout=120) == 0, (tmp_path / f"child-{index}.err").read_text()
-            per_child.append([tuple(grant) for grant in json.loads(out.strip().splitlines()[-1])])
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-        for error in errors:
-            error.close()
+    outputs = run_together(
+        tmp_path, CHILD, [[name, str(rate), str(threads), str(each)]] * 2, timeout=120
+    )
+    per_child = [[tuple(grant) for grant in output] for output in outputs]
 
     assert all(len(grants) == threads * each for grants in per_child)
     grants = [grant for grants in per_child for grant in grants]
