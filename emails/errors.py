@@ -10,6 +10,7 @@ import logging
 import math
 from typing import Any
 
+from django.db import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -67,6 +68,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     from rest_framework.views import exception_handler
 
     response = exception_handler(exc, context)
+    if response is None and isinstance(exc, DatabaseError):
+        # The database (or the cache in it) is down: the service is unavailable, as when SQS
+        # is, and the client should retry; not a 500, which says the request was at fault.
+        logger.warning(
+            "database unavailable in %s: %s", context.get("view").__class__.__name__, exc
+        )
+        unavailable = ServiceUnavailable()
+        return Response(error_body({"base": str(unavailable.detail)}), unavailable.status_code)
     if response is None:
         # Not an API exception: log it for us, tell the client nothing about it.
         logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
