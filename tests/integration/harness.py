@@ -2,14 +2,16 @@
 
 What it gives a test (the fixtures in ``conftest.py`` wire it up):
 
-- ``ProcessGroup``: starts ``celery worker`` / ``celery beat`` subprocesses exactly as the
-  Procfile does (plus test timings from the environment), waits for each one's "ready" line in
-  its log file, and stops them: SIGTERM (warm shutdown) then SIGKILL of the whole process group,
-  so no pool child survives. ``CeleryProcess.kill()`` is the crash (SIGKILL, no warning).
+- ``ProcessGroup``: starts ``celery worker`` / ``celery beat`` subprocesses (and, with
+  ``process()``, any other server of the service) exactly as the Procfile does (plus test
+  timings from the environment), waits for each one's "ready" line in its log file, and
+  stops them: SIGTERM (warm shutdown) then SIGKILL of the whole process group, so no pool
+  child survives. ``CeleryProcess.kill()`` is the crash (SIGKILL, no warning).
   Every process started is also registered for an ``atexit`` sweep.
 - ``worker_environment`` / ``config_env`` / ``with_overrides``: the environment a subprocess
   needs (the test database, the SendGrid stand-in, a Celery queue prefix, short timings) and
   the same configuration overrides for this process's ``settings.GOMAIL``.
+- ``run_checked``: a one-shot command (``manage.py bootstrap``) run to its end.
 - SQS helpers: ``purge_queues`` (moto's 60 s purge limit lifted for the call),
   ``queue_counts``, ``wait_queues_empty``, ``celery_queue_names``, ``dead_letters``.
 - Emails: ``send_through_api`` (the real API, via DRF's test client) and ``enqueue_wire`` /
@@ -180,6 +182,29 @@ def worker_environment(
 
 
 # --- processes --------------------------------------------------------------------------------
+
+
+def run_checked(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> str:
+    """Run a one-shot command of the service (``manage.py bootstrap``, say) to its end in the
+    repository; returns its output, ``ProcessFailed`` with the output if it did not succeed."""
+    try:
+        done = subprocess.run(
+            list(argv),
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ProcessFailed(f"{argv} did not finish in {timeout:g}s") from exc
+    output = done.stdout + done.stderr
+    if done.returncode != 0:
+        raise ProcessFailed(f"{argv} exited with {done.returncode}:\n{output[-3000:]}")
+    return output
+
 
 _LIVE: set[CeleryProcess] = set()
 
@@ -356,6 +381,23 @@ class ProcessGroup:
             ready_marker=marker,
         )
         self.processes.append(process)
+        return process
+
+    def process(
+        self,
+        name: str,
+        argv: Sequence[str],
+        ready_marker: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        wait: bool = True,
+    ) -> CeleryProcess:
+        """Any other long-running process of the service (a server such as gunicorn, moto or
+        the SendGrid stand-in), managed like the Celery ones: ready once ``ready_marker`` is in
+        its log, stopped with the group."""
+        process = self._start(name, list(argv), ready_marker, env)
+        if wait:
+            process.wait_ready()
         return process
 
     def worker(

@@ -1,0 +1,289 @@
+"""The whole service running as a user runs it (the Procfile's processes), for the system tests.
+
+``Stack.start`` launches, as subprocesses: moto (``python -m devtools.moto_server``), the
+SendGrid stand-in (``python -m devtools.sendgrid_stub``), ``manage.py bootstrap``, the API under
+gunicorn, the pipeline worker, the provider worker and celery beat, which drives the pipeline
+(the tests never run it themselves). Every service process reaches moto through its own
+``AwsFaultProxy`` (one per role, so that a fault can hit every process or just one) and, on
+PostgreSQL, the database through one ``TcpProxy``. The test process itself talks to moto and
+the database directly: its checks never pass through a fault.
+
+Processes are managed by ``tests.integration.harness.ProcessGroup`` (ready lines in log files,
+SIGKILL of whole process groups).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from tests.integration import harness
+from tests.settings import _free_port
+from tests.system.faults import AwsFaultProxy, TcpProxy
+
+PYTHON = sys.executable
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+STUB_API_KEY = "SG.system-test-key"
+STUB_ARGS = ("--api-key", STUB_API_KEY)
+QUEUE_PREFIX = "gomail-system-"
+ROLES = ("web", "pipeline", "providers", "beat")
+WEB_WORKERS = 2  # the Procfile's
+PROVIDER_CONCURRENCY = 4  # the Procfile's
+SENDGRID_TIMEOUT_SECONDS = 3
+
+# Small timings (each within its minimum in gomail_site/config.py), on top of the integration
+# harness's FAST_TIMINGS (30 s SQS visibility, 1-2 s backoff, 60 s Celery visibility).
+SYSTEM_OVERRIDES: dict[str, Any] = {
+    "pipeline": {"interval_milliseconds": 500, "lease_seconds": 10},
+    "providers": {"sendgrid": {"timeout_seconds": SENDGRID_TIMEOUT_SECONDS}},
+    # The burst must measure the pipeline, not the per-key rate limit.
+    "api": {"rate_limit_per_key": "1000000/min", "rate_limit_per_user": "1000000/min"},
+}
+
+
+class StubClient:
+    """The SendGrid stand-in subprocess over its HTTP control API (``/_stub/...``); quacks like
+    ``devtools.sendgrid_stub.SendGridStub`` where ``harness.take_ledger`` uses it."""
+
+    def __init__(self, url: str, api_key: str) -> None:
+        self.url = url
+        self.api_key = api_key
+
+    def configure(self, **camel_case: object) -> dict[str, Any]:
+        """``configure(failRate=1, failStatus=500)``: merged into the stand-in's fault config."""
+        answer = requests.post(f"{self.url}/_stub/config", json=camel_case, timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    def heal(self) -> None:
+        """No more faults; the recorded messages stay (they are the ledger)."""
+        self.configure(failRate=0, delayMs=0, retryAfterSeconds=None)
+
+    def snapshot(self) -> dict[str, Any]:
+        answer = requests.get(f"{self.url}/_stub/messages", timeout=30)
+        answer.raise_for_status()
+        return answer.json()
+
+    def reset(self) -> None:
+        requests.post(f"{self.url}/_stub/reset", timeout=10).raise_for_status()
+
+
+@dataclass
+class Ingest:
+    """What the API answered to a set of emails."""
+
+    accepted: list[str] = field(default_factory=list)  # messageIds of the 200s
+    refused: list[tuple[int, Any, str]] = field(default_factory=list)  # (status, body, subject)
+    seconds: float = 0.0
+
+    def extend(self, other: Ingest) -> None:
+        self.accepted += other.accepted
+        self.refused += other.refused
+        self.seconds += other.seconds
+
+
+class Stack:
+    """The running service; see the module docstring. Build with ``Stack.start``."""
+
+    def __init__(self, group: harness.ProcessGroup, moto_url: str, stub: StubClient) -> None:
+        self.group = group
+        self.moto_url = moto_url
+        self.stub = stub
+        self.proxies: dict[str, AwsFaultProxy] = {}
+        self.db_proxy: TcpProxy | None = None
+        self.env: dict[str, str] = {}
+        self.api_url = ""
+        self.processes: dict[str, harness.CeleryProcess] = {}
+        self._local = threading.local()
+
+    # --- start and stop -------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, base_env: Mapping[str, str], log_dir: Path) -> Stack:
+        """Start everything; ``base_env`` is ``harness.worker_environment``'s (test database,
+        timings, stand-in). Stops what it started if any step fails."""
+        group = harness.ProcessGroup("system", base_env, log_dir)
+        try:
+            moto_port, stub_port = _free_port(), _free_port()
+            group.process(
+                "moto",
+                [PYTHON, "-m", "devtools.moto_server", "--port", str(moto_port)],
+                "moto server listening",
+                # The tests purge queues between scenarios, more often than once a minute.
+                env={"MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false"},
+            )
+            group.process(
+                "sendgrid",
+                [PYTHON, "-m", "devtools.sendgrid_stub", "--port", str(stub_port), *STUB_ARGS],
+                "SendGrid stand-in listening",
+            )
+            stack = cls(
+                group,
+                f"http://127.0.0.1:{moto_port}",
+                StubClient(f"http://127.0.0.1:{stub_port}", STUB_API_KEY),
+            )
+            stack._start_services(base_env)
+        except BaseException:
+            group.stop_all()
+            raise
+        return stack
+
+    def _start_services(self, base_env: Mapping[str, str]) -> None:
+        self.env = dict(base_env)
+        self.env["GOMAIL_PROVIDERS__SENDGRID__HOST"] = self.stub.url
+        if "DATABASE_URL" in self.env:
+            parts = urlsplit(self.env["DATABASE_URL"])
+            self.db_proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
+            netloc = parts.netloc.rsplit("@", 1)
+            credentials = netloc[0] + "@" if len(netloc) == 2 else ""
+            self.env["DATABASE_URL"] = parts._replace(
+                netloc=f"{credentials}127.0.0.1:{self.db_proxy.port}"
+            ).geturl()
+        self.proxies = {role: AwsFaultProxy(self.moto_url, role) for role in ROLES}
+        self.group.env = self.env
+        # As the Procfile's web line does first: queues, dead-letter queue, SES identity.
+        harness.run_checked(
+            [PYTHON, "manage.py", "bootstrap", "--wait", "30"], self.role_env("web"), 120
+        )
+        for role in ROLES:
+            self.start_role(role)
+        self.wait_api_ready()
+
+    def role_env(self, role: str) -> dict[str, str]:
+        return {**self.env, "GOMAIL_AWS__ENDPOINT_URL": self.proxies[role].url}
+
+    def start_role(self, role: str, *, wait: bool = True) -> harness.CeleryProcess:
+        """Start (again) the process of ``role``, as the Procfile starts it."""
+        env = self.role_env(role)
+        if role == "web":
+            port = _free_port()
+            self.api_url = f"http://127.0.0.1:{port}"
+            argv = [GUNICORN, "gomail_site.wsgi", "--bind", f"127.0.0.1:{port}"]
+            argv += ["--workers", str(WEB_WORKERS), "--access-logfile", "-"]
+            process = self.group.process("web", argv, "Booting worker", env=env, wait=wait)
+        elif role == "pipeline":
+            process = self.group.worker("pipeline", ["pipeline"], concurrency=1, env=env, wait=wait)
+        elif role == "providers":
+            process = self.group.worker(
+                "providers",
+                ["ses", "sendgrid"],
+                concurrency=PROVIDER_CONCURRENCY,
+                env=env,
+                wait=wait,
+            )
+        elif role == "beat":
+            process = self.group.beat("beat", env=env, wait=wait)
+        else:
+            raise ValueError(role)
+        self.processes[role] = process
+        return process
+
+    def wait_api_ready(self, timeout: float = 60) -> None:
+        def ready() -> bool:
+            try:
+                return requests.get(f"{self.api_url}/healthz", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        harness.wait_for(ready, timeout, "the API under gunicorn to answer /healthz")
+
+    def stop(self) -> None:
+        try:
+            self.group.stop_all()
+        finally:
+            for proxy in self.proxies.values():
+                proxy.stop()
+            if self.db_proxy is not None:
+                self.db_proxy.stop()
+
+    # --- faults ---------------------------------------------------------------------------
+
+    def aws_fault(self, service: str, mode: str, roles: Iterable[str] = ROLES, **kw: Any) -> None:
+        for role in roles:
+            self.proxies[role].set(service, mode, **kw)
+
+    def aws_count(self, service: str, mode: str) -> int:
+        return sum(proxy.counts()[(service, mode)] for proxy in self.proxies.values())
+
+    def heal(self) -> None:
+        """Every fault off (the stand-in keeps its record of messages)."""
+        self.stub.heal()
+        for proxy in self.proxies.values():
+            proxy.heal()
+        if self.db_proxy is not None:
+            self.db_proxy.heal()
+
+    def ensure_running(self) -> None:
+        """Restart any role whose process is gone (a previous scenario killed it and failed)."""
+        for role, process in list(self.processes.items()):
+            if not process.alive:
+                self.start_role(role)
+        if "web" in self.processes:
+            self.wait_api_ready()
+
+    # --- traffic --------------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def post_email(self, key: str, fields: Mapping[str, str]) -> tuple[int, Any]:
+        """``POST /email/send`` once; (status, JSON body). A dropped connection is (0, text)."""
+        try:
+            answer = self._session().post(
+                f"{self.api_url}/email/send",
+                data=json.dumps({"email": dict(fields)}),
+                headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+                timeout=60,
+            )
+        except requests.RequestException as exc:
+            return 0, str(exc)
+        try:
+            return answer.status_code, answer.json()
+        except ValueError:
+            return answer.status_code, answer.text
+
+    def send(
+        self,
+        key: str,
+        count: int,
+        *,
+        clients: int = 8,
+        start: int = 0,
+        pause: Callable[[int], None] | None = None,
+    ) -> Ingest:
+        """Send ``count`` distinct emails (unique subjects) with ``clients`` concurrent HTTP
+        clients; ``pause(index)`` runs before each (to pace the traffic)."""
+
+        def one(index: int) -> tuple[int, Any, str]:
+            if pause is not None:
+                pause(index)
+            fields = harness.email_fields(start + index)
+            status, body = self.post_email(key, fields)
+            return status, body, fields["subject"]
+
+        began = time.monotonic()
+        ingest = Ingest()
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            for status, body, subject in pool.map(one, range(count)):
+                if status == 200:
+                    ingest.accepted.append(body["messageId"])
+                else:
+                    ingest.refused.append((status, body, subject))
+        ingest.seconds = time.monotonic() - began
+        return ingest
+
+    def logs(self, lines: int = 60) -> str:
+        return self.group.logs(lines)
