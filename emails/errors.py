@@ -10,7 +10,7 @@ import logging
 import math
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -68,14 +68,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     from rest_framework.views import exception_handler
 
     response = exception_handler(exc, context)
-    if response is None and isinstance(exc, DatabaseError):
-        # The database (or the cache in it) is down: the service is unavailable, as when SQS
-        # is, and the client should retry; not a 500, which says the request was at fault.
+    if response is None and isinstance(exc, OperationalError | InterfaceError):
+        # The database (or the cache in it) cannot be reached: the service is unavailable, as
+        # when SQS is, and the client should retry. Other database errors (an integrity error,
+        # a missing table) are bugs that a retry does not cure: they stay 500s, logged in full.
         logger.warning(
             "database unavailable in %s: %s", context.get("view").__class__.__name__, exc
         )
-        unavailable = ServiceUnavailable()
-        return Response(error_body({"base": str(unavailable.detail)}), unavailable.status_code)
+        return api_exception_handler(ServiceUnavailable(), context)
     if response is None:
         # Not an API exception: log it for us, tell the client nothing about it.
         logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
