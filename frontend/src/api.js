@@ -25,20 +25,29 @@ function cookieToken() {
   return cookie ? decodeURIComponent(cookie.slice("csrftoken=".length)) : null;
 }
 
-// A page on another origin cannot read the API's cookie: it asks GET /session/csrf, once
-// until signing in or out rotates the token.
-let fetchedToken = null;
+// A page on another origin cannot read the API's cookie: it asks GET /session/csrf. The
+// request itself is kept, so that calls made together share one token; it is asked again
+// after signing in (Django rotates the token then) and after a CSRF refusal.
+let tokenRequest = null;
 
 export function forgetCsrfToken() {
-  fetchedToken = null;
+  tokenRequest = null;
 }
 
 async function csrfToken() {
   const cookie = apiBase() ? null : cookieToken();
   if (cookie) return cookie;
-  if (!fetchedToken) fetchedToken = (await request("GET", "/session/csrf")).csrfToken;
-  return fetchedToken;
+  tokenRequest ??= request("GET", "/session/csrf").then((data) => data.csrfToken);
+  try {
+    return await tokenRequest;
+  } catch (error) {
+    tokenRequest = null; // a failed request is not a token: ask again next time
+    throw error;
+  }
 }
+
+// Django's CSRF refusal ("CSRF Failed: ..."), as opposed to any other 403.
+const isCsrfRefusal = (status, errors) => status === 403 && /^CSRF/.test(errors.base || "");
 
 // The API sends one message per field; be lenient with lists and other values anyway.
 function errorsOf(data, status) {
@@ -54,7 +63,7 @@ function errorsOf(data, status) {
   );
 }
 
-export async function request(method, path, body) {
+export async function request(method, path, body, { retried = false } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET") headers["X-CSRFToken"] = await csrfToken();
@@ -78,8 +87,15 @@ export async function request(method, path, body) {
   } catch {
     // Not JSON (a proxy's error page, say): handled below by status.
   }
-  if (!response.ok) throw new ApiError(response.status, errorsOf(data, response.status));
-  return data;
+  if (response.ok) return data;
+  const errors = errorsOf(data, response.status);
+  if (method !== "GET" && !retried && isCsrfRefusal(response.status, errors)) {
+    // The token went stale (another tab signed in, say): nothing was done, so once more
+    // with a fresh one.
+    forgetCsrfToken();
+    return request(method, path, body, { retried: true });
+  }
+  throw new ApiError(response.status, errors);
 }
 
 export const getSession = () => request("GET", "/session");
@@ -90,11 +106,7 @@ export async function signIn(username, password) {
   return user;
 }
 
-export async function signOut() {
-  const answer = await request("DELETE", "/session");
-  forgetCsrfToken();
-  return answer;
-}
+export const signOut = () => request("DELETE", "/session");
 
 export const sendEmail = (email) => request("POST", "/email/send", { email });
 export const getEmail = (messageId) => request("GET", `/email/${encodeURIComponent(messageId)}`);

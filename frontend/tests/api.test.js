@@ -78,7 +78,7 @@ describe("api", () => {
     expect(fetch.mock.calls[2][1].headers["X-CSRFToken"]).toBe("fresh");
   });
 
-  it("asks for a new token after signing in and after signing out (Django rotates it)", async () => {
+  it("asks for a new token after signing in (Django rotates it), not after signing out", async () => {
     clearCsrfCookie();
     let issued = 0;
     const fetch = stubFetch((method, path) => {
@@ -94,11 +94,53 @@ describe("api", () => {
       "POST /session",
       "GET /session/csrf",
       "DELETE /session",
-      "GET /session/csrf",
       "POST /session",
     ]);
     expect(fetch.mock.calls.filter(([, init]) => init.method !== "GET").map(([, init]) => init.headers["X-CSRFToken"]))
-      .toEqual(["t1", "t2", "t3"]);
+      .toEqual(["t1", "t2", "t2"]);
+  });
+
+  it("shares one token request between calls made together", async () => {
+    clearCsrfCookie();
+    let issued = 0;
+    const fetch = stubFetch((method, path) =>
+      path === "/session/csrf" ? json(200, { csrfToken: `t${++issued}` }) : json(200, { messageId: "m" }),
+    );
+    await Promise.all([sendEmail({}), sendEmail({}), sendEmail({})]);
+    expect(calls(fetch).filter((call) => call === "GET /session/csrf")).toHaveLength(1);
+    expect(fetch.mock.calls.filter(([, init]) => init.method === "POST").map(([, init]) => init.headers["X-CSRFToken"]))
+      .toEqual(["t1", "t1", "t1"]);
+  });
+
+  it("after a CSRF refusal, asks for a fresh token and tries once more", async () => {
+    clearCsrfCookie();
+    let issued = 0;
+    const fetch = stubFetch((method, path, body, init) => {
+      if (path === "/session/csrf") return json(200, { csrfToken: `t${++issued}` });
+      if (init.headers["X-CSRFToken"] !== "t2") {
+        return json(403, { errors: { base: "CSRF Failed: CSRF token incorrect." } });
+      }
+      return json(200, { messageId: "m1" });
+    });
+    await expect(sendEmail({})).resolves.toEqual({ messageId: "m1" });
+    expect(calls(fetch)).toEqual(["GET /session/csrf", "POST /email/send", "GET /session/csrf", "POST /email/send"]);
+  });
+
+  it("does not try again after a second CSRF refusal, nor after any other 403", async () => {
+    let answer = json(403, { errors: { base: "CSRF Failed: CSRF cookie not set." } });
+    const fetch = stubFetch((method, path) =>
+      path === "/session/csrf" ? json(200, { csrfToken: "t" }) : answer.clone(),
+    );
+    const refused = await sendEmail({}).catch((e) => e);
+    expect(refused.status).toBe(403);
+    // Same origin: the retry reads the cookie again (another tab may have renewed it).
+    expect(calls(fetch)).toEqual(["POST /email/send", "POST /email/send"]);
+
+    fetch.mockClear();
+    answer = json(403, { errors: { base: "You do not have permission to perform this action." } });
+    const forbidden = await sendEmail({}).catch((e) => e);
+    expect(forbidden.status).toBe(403);
+    expect(calls(fetch)).toEqual(["POST /email/send"]);
   });
 
   describe("with the API on another origin (VITE_API_BASE)", () => {

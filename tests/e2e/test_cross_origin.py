@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.test import override_settings
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from pytest_django.live_server_helper import LiveServer
@@ -158,7 +159,7 @@ def test_a_ui_on_another_origin_signs_in_sends_follows_delivery_and_signs_out(
 
 
 def test_the_same_ui_on_an_origin_not_configured_cannot_use_the_api(
-    page_on: Callable[[str], Page], ui_directory: Path, cross_origin_ui: str
+    page_on: Callable[[str], Page], ui_directory: Path, api_origin: str, cross_origin_ui: str
 ) -> None:
     # The same build and API as the test above, which signs in: only the origin differs.
     make_user("ada")
@@ -166,11 +167,19 @@ def test_the_same_ui_on_an_origin_not_configured_cannot_use_the_api(
         page = page_on(unlisted)
         page.goto("/")
         expect(page.get_by_role("heading", level=1, name="Sign in")).to_be_visible()
+        sent: list[str] = []
+        page.on("request", lambda request: sent.append(f"{request.method} {request.url}"))
         page.get_by_label("Username").fill("ada")
         page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
 
         # The API answers, but without Access-Control-Allow-Origin for this origin the browser
-        # keeps the answer (the CSRF token) from the page: no sign-in, a network error.
+        # keeps the answer (the CSRF token) from the page, so the sign-in never goes out.
+        with page.expect_event(
+            "requestfailed", lambda request: request.url == f"{api_origin}/session/csrf"
+        ):
+            page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_test_id("banner")).to_have_text(NETWORK_ERROR)
         expect(page.get_by_role("heading", level=1, name="Sign in")).to_be_visible()
+        assert f"GET {api_origin}/session/csrf" in sent
+        assert f"POST {api_origin}/session" not in sent
+        assert not Session.objects.exists()
