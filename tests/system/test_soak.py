@@ -64,12 +64,18 @@ def test_soak(scenario: Scenario) -> None:
     ingest = Ingest()
     stop = threading.Event()
 
+    traffic_errors: list[BaseException] = []
+
     def traffic() -> None:
         sent = 0
-        while not stop.is_set():
-            ingest.extend(stack.send(scenario.key, 4, clients=2, start=sent))
-            sent += 4
-            stop.wait(1.0)
+        try:
+            while not stop.is_set():
+                ingest.extend(stack.send(scenario.key, 4, clients=2, start=sent))
+                sent += 4
+                stop.wait(1.0)
+        except BaseException as exc:  # the soak must not go on without traffic
+            traffic_errors.append(exc)
+            raise
 
     feeder = threading.Thread(target=traffic, name="soak-traffic", daemon=True)
     feeder.start()
@@ -87,6 +93,11 @@ def test_soak(scenario: Scenario) -> None:
         stop.set()
         feeder.join(120)
         scenario.heal()
+    assert not traffic_errors, f"the traffic thread failed: {traffic_errors[0]!r}"
+    assert not feeder.is_alive(), "the traffic thread did not stop"
+    # Traffic went on through every fault: a few emails a second, a stall at most per fault.
+    expected = SOAK_MINUTES * 60 * 4 / 2
+    assert len(ingest.accepted) + len(ingest.refused) >= expected, (len(ingest.accepted), expected)
     refused_subjects = {subject for _, _, subject in ingest.refused}
     assert all(status == 503 for status, _, _ in ingest.refused), ingest.refused[:3]
     drain = scenario.wait_drained(ingest.accepted, 600)
