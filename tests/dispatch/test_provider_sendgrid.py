@@ -7,13 +7,12 @@ from __future__ import annotations
 import socket
 import time
 import urllib.error
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from devtools.sendgrid_stub import SendGridStub, start_sendgrid_stub
+from devtools.sendgrid_stub import SendGridStub
 from dispatch.providers import (
     PROVIDER_CLASSES,
     ErrorKind,
@@ -22,21 +21,15 @@ from dispatch.providers import (
     SendGridProvider,
 )
 from dispatch.providers.sendgrid import SENDGRID_STATUS_KINDS, retry_after_from_headers
+from tests.dispatch.conftest import STUB_API_KEY
 
-API_KEY = "SG.test-key-for-the-stand-in"
-
-
-@pytest.fixture(scope="module")
-def stub() -> Iterator[SendGridStub]:
-    with start_sendgrid_stub(host="127.0.0.1", port=0, api_key=API_KEY) as server:
-        yield server
+API_KEY = STUB_API_KEY  # the key of conftest's shared stand-in
 
 
 @pytest.fixture
-def sendgrid(stub: SendGridStub) -> SendGridStub:
-    """The shared stand-in with no messages, counters or injected faults."""
-    stub.reset()
-    return stub
+def sendgrid(sendgrid_stub: SendGridStub) -> SendGridStub:
+    """conftest's shared stand-in, reset: no messages, counters or injected faults."""
+    return sendgrid_stub
 
 
 def provider_for(stub: SendGridStub, *, api_key: str = API_KEY, timeout: float = 5.0) -> Any:
