@@ -12,6 +12,7 @@ from django.db import DatabaseError, transaction
 
 from emails.models import ApiKey, Email
 from emails.queueing import MessageTooLarge, QueueUnavailable, choose_queue, enqueue
+from emails.records import record_accepted
 from emails.wire import WireEmail
 from gomail_site.logs import bound_message
 from gomail_site.metrics import EMAILS_ACCEPTED
@@ -42,18 +43,8 @@ def accept(
     with bound_message(email.id):
         try:
             with transaction.atomic():
-                record = Email.objects.create(
-                    id=email.id,
-                    from_email=email.from_email,
-                    from_name=email.from_name,
-                    to_email=email.to_email,
-                    to_name=email.to_name,
-                    subject=email.subject,
-                    queue=queue_name,
-                    api_key=api_key,
-                    user=user,
-                    accepted_at=email.accepted_at,
-                    resent_from=resent_from,
+                record = record_accepted(
+                    email, queue_name, api_key=api_key, user=user, resent_from=resent_from
                 )
                 enqueue(email, queue_name)
         except QueueUnavailable as exc:

@@ -1,6 +1,8 @@
-"""The life of an email record while workers deliver it (DESIGN.md section 7).
+"""The life of an email record, from its acceptance while workers deliver it (DESIGN.md
+section 7).
 
-A worker *claims* a record before calling a provider: one conditional UPDATE, so of two
+The API (``emails.accepting``) creates the ``queued`` record with ``record_accepted``. A
+worker *claims* a record before calling a provider: one conditional UPDATE, so of two
 workers holding the same message only one sends it, and a record already ``sent`` is never
 sent again. A claim older than the incoming queue's visibility timeout belonged to a worker
 that died; it may be taken over (and the attempt counted as of unknown outcome).
@@ -11,12 +13,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from typing import Any
 
 from django.db.models import F, Q
 from django.utils import timezone
 
-from emails.models import Attempt, Email
+from emails.models import ApiKey, Attempt, Email
 from emails.wire import WireEmail
+
+
+def record_accepted(
+    email: WireEmail,
+    queue: str,
+    *,
+    api_key: ApiKey | None = None,
+    user: Any = None,
+    resent_from: Email | None = None,
+) -> Email:
+    """Create the ``queued`` record of ``email``, accepted onto ``queue``."""
+    return Email.objects.create(
+        id=email.id,
+        from_email=email.from_email,
+        from_name=email.from_name,
+        to_email=email.to_email,
+        to_name=email.to_name,
+        subject=email.subject,
+        queue=queue,
+        api_key=api_key,
+        user=user,
+        accepted_at=email.accepted_at,
+        resent_from=resent_from,
+    )
 
 
 class Claim(StrEnum):

@@ -13,6 +13,9 @@ from devtools.moto_server import MotoServer, start_moto_server
 from dispatch.queues import QueueSetup, ensure_queues, verify_ses_identities
 from emails.models import ApiKey
 
+# The process harness's fixtures (stand-ins, process groups, clean queues), for every folder.
+pytest_plugins = ["tests.harness.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:

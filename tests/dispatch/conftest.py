@@ -1,33 +1,18 @@
-"""Fixtures of the delivery pipeline's tests on the real parts: the SendGrid stand-in (one per
-session, reset for each test), both providers built on it and on the test moto server, and an
-empty cache."""
+"""Fixtures of the delivery pipeline's tests on the real parts: both providers built on the
+SendGrid stand-in (``tests.harness.fixtures``, reset for each test) and on the test moto
+server."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.core.cache import cache
 
-from devtools.sendgrid_stub import SendGridStub, start_sendgrid_stub
+from devtools.sendgrid_stub import SendGridStub
 from dispatch.providers import Provider, SendGridProvider, SesProvider
 from gomail_site.aws import aws_client
-
-STUB_API_KEY = "SG.pipeline-tests-key"
-
-
-@pytest.fixture(scope="session")
-def _sendgrid_stub_server() -> Iterator[SendGridStub]:
-    with start_sendgrid_stub(host="127.0.0.1", port=0, api_key=STUB_API_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def sendgrid_stub(_sendgrid_stub_server: SendGridStub) -> SendGridStub:
-    """The stand-in with no messages, counters or injected faults."""
-    _sendgrid_stub_server.reset()
-    return _sendgrid_stub_server
+from tests.harness.fixtures import STUB_API_KEY
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from dispatch import lease
 from dispatch.models import Lease
-from tests.processes import run_together
+from tests.harness.together import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -21,7 +21,7 @@ from dispatch.providers import (
     SendGridProvider,
 )
 from dispatch.providers.sendgrid import SENDGRID_STATUS_KINDS, retry_after_from_headers
-from tests.dispatch.conftest import STUB_API_KEY
+from tests.harness.fixtures import STUB_API_KEY
 
 API_KEY = STUB_API_KEY  # the key of conftest's shared stand-in
 

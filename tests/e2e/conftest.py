@@ -1,6 +1,6 @@
 """Fixtures of the browser tests: Debian's chromium driven by Playwright against the running
 service (pytest-django's ``live_server``, real moto, the SendGrid stand-in and real provider
-worker subprocesses from ``tests/integration/harness.py``), with the pipeline run by the test.
+worker subprocesses from ``tests.harness``), with the pipeline run by the test.
 
 - ``site_url``: the live server, once it is known to serve the built UI at ``/`` (else skip:
   run ``make ui``).
@@ -18,8 +18,6 @@ import contextlib
 import os
 import re
 import shutil
-import threading
-import traceback
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -30,17 +28,9 @@ import pytest
 from django.core.cache import cache
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from tests.integration import conftest as integration
-from tests.integration import harness
-
-# The fixtures of the integration harness, reused as they are (not copied): the SendGrid
-# stand-in, the queues on the test moto, module-scoped worker groups, clean queues per test and
-# configuration overrides for this process.
-sendgrid_stub = integration.sendgrid_stub
-integration_aws = integration.integration_aws
-module_processes = integration.module_processes
-clean_slate = integration.clean_slate
-gomail_overrides = integration.gomail_overrides
+from tests import harness
+from tests.harness.fixtures import GroupFactory, failed
+from tests.harness.pipeline import PipelineLoop
 
 REPO_ROOT = harness.REPO_ROOT
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "e2e"
@@ -79,22 +69,6 @@ PIPELINE_INTERVAL = 0.5  # seconds between pipeline runs, as beat's interval wou
 
 
 # --- failure artefacts -------------------------------------------------------------------------
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
-    # Keeps each phase's report on the item, so that the page fixture's teardown knows whether
-    # the test failed (and saves what the browser showed).
-    report = yield
-    setattr(item, f"e2e_report_{report.when}", report)
-    return report
-
-
-def _failed(node: pytest.Item) -> bool:
-    return any(
-        getattr(getattr(node, f"e2e_report_{when}", None), "failed", False)
-        for when in ("setup", "call")
-    )
 
 
 def _save_artefacts(name: str, pages: list[Page]) -> list[Path]:
@@ -193,7 +167,7 @@ def new_page(
 
     yield make
     try:
-        if _failed(request.node):
+        if failed(request):
             pages = [page for context in contexts for page in context.pages]
             for path in _save_artefacts(request.node.name, pages):
                 print(f"saved {path}")
@@ -219,61 +193,8 @@ def screenshot(page: Page, name: str, *, full_page: bool = False) -> None:
 # --- the running service -----------------------------------------------------------------------
 
 
-class PipelineLoop:
-    """``run_pipeline(dispatch_batch)`` every ``interval`` seconds in a background thread, as
-    beat runs it in production. Each run holds ``_turn``, so ``held()`` waits for a run in
-    progress to end and keeps the next from starting (emails queued meanwhile are read by one
-    run together). A run that raises is recorded; ``stop()`` fails with it."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.runs = 0
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._turn = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="e2e-pipeline", daemon=True)
-
-    def start(self) -> PipelineLoop:
-        self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        from django.db import connections
-
-        from dispatch.pipeline import run_pipeline
-        from dispatch.tasks import dispatch_batch
-
-        try:
-            while not self._stop.is_set():
-                with self._turn:
-                    try:
-                        run_pipeline(dispatch_batch)
-                        self.runs += 1
-                    except Exception:
-                        self.errors.append(traceback.format_exc())
-                self._stop.wait(self.interval)
-        finally:
-            # This thread's own connection: closed, or PostgreSQL refuses to drop the test DB.
-            connections.close_all()
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        with self._turn:
-            yield
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(60)
-        if self._thread.is_alive():
-            raise RuntimeError("the pipeline thread did not stop within 60 s")
-        if self.errors:
-            raise AssertionError(
-                f"{len(self.errors)} pipeline run(s) raised; the first:\n{self.errors[0]}"
-            )
-
-
 @pytest.fixture(scope="module")
-def provider_workers(module_processes: integration.GroupFactory) -> harness.ProcessGroup:
+def provider_workers(module_processes: GroupFactory) -> harness.ProcessGroup:
     """The Procfile's ``providers`` worker (SES and SendGrid queues), reaching the stand-in
     through GOMAIL_PROVIDERS__SENDGRID__HOST (set by the harness); once per module."""
     group = module_processes("e2e", overrides=E2E_OVERRIDES)
@@ -298,7 +219,7 @@ def pipeline(
         try:
             loop.stop()
         finally:
-            if _failed(request.node):
+            if failed(request):
                 print(f"===== pipeline: {loop.runs} runs")
                 print(f"===== logs of process group {provider_workers.name}")
                 print(provider_workers.logs())

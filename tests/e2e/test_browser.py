@@ -18,8 +18,9 @@ from devtools.moto_server import MotoServer
 from devtools.sendgrid_stub import SendGridStub
 from dispatch import health_store
 from emails.models import Email
-from tests.e2e.conftest import PageFactory, PipelineLoop, screenshot
-from tests.integration import harness
+from tests import harness
+from tests.e2e.conftest import PageFactory, screenshot
+from tests.harness.pipeline import PipelineLoop
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 

@@ -25,7 +25,8 @@ from django.test import override_settings
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from pytest_django.live_server_helper import LiveServer
 
-from tests.e2e.conftest import ACTION_TIMEOUT_MS, DESKTOP, PageFactory, PipelineLoop
+from tests import harness
+from tests.e2e.conftest import ACTION_TIMEOUT_MS, DESKTOP, PageFactory
 from tests.e2e.test_browser import (
     PASSWORD,
     SENT_TIMEOUT_MS,
@@ -35,7 +36,7 @@ from tests.e2e.test_browser import (
     session_call,
     sign_in,
 )
-from tests.integration import harness
+from tests.harness.pipeline import PipelineLoop
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 

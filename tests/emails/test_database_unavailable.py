@@ -14,7 +14,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError
 from rest_framework.test import APIClient
 
 from emails.models import ApiKey, Email
-from tests.integration.harness import existing_queue_url, incoming_queues, queue_counts
+from tests.harness.queues import existing_queue_url, incoming_queues, queue_counts
 
 VALID = {"fromEmail": "sender@example.com", "toEmail": "reader@example.org", "body": "Hello"}
 UNAVAILABLE = {"errors": {"base": "Service unavailable"}}

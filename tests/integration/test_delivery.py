@@ -18,8 +18,8 @@ import pytest
 from devtools.moto_server import MotoServer
 from devtools.sendgrid_stub import SendGridStub
 from emails.models import Email
-from tests.integration import harness
-from tests.integration.conftest import GroupFactory
+from tests import harness
+from tests.harness.fixtures import GroupFactory
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 

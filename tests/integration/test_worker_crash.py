@@ -20,8 +20,8 @@ from django.utils import timezone
 from devtools.moto_server import MotoServer
 from devtools.sendgrid_stub import SendGridStub
 from emails.models import Email
-from tests.integration import harness
-from tests.integration.conftest import GroupFactory, default_prefix
+from tests import harness
+from tests.harness.fixtures import GroupFactory, default_prefix
 
 pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 

@@ -31,8 +31,8 @@ from dispatch.sending import deliver, send_batch
 from dispatch.settlement import Action
 from emails.models import Attempt, Email
 from tests.dispatch.realparts import incoming_queue, levels, put, receive_exactly, wire_email
-from tests.integration.harness import with_overrides
-from tests.processes import run_together
+from tests.harness import with_overrides
+from tests.harness.together import run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,18 +9,12 @@ not one per process, also under concurrent requests.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,10 +24,8 @@ from rest_framework.test import APIClient
 
 from emails.errors import too_many_requests
 from emails.models import ApiKey
-from tests.integration.harness import config_env, database_environment
+from tests.harness import ProcessGroup, child_environment
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-GUNICORN = Path(sys.executable).with_name("gunicorn")
 GOOD = {"fromEmail": "a@example.com", "toEmail": "b@example.org", "body": "hi"}
 INVALID = {"fromEmail": "a@example.com"}  # a 422, but the throttle counts it first
 
@@ -198,12 +190,6 @@ def test_unauthenticated_requests_are_refused_before_they_are_counted(gomail_con
 # --- across two API processes -----------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def request(
     url: str, *, key: str, body: dict[str, Any] | None = None
 ) -> tuple[int, dict[str, str], Any]:
@@ -221,21 +207,6 @@ def request(
         return error.code, dict(error.headers), json.loads(error.read())
 
 
-def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"gunicorn exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"gunicorn did not answer in time:\n{log.read_text()[-3000:]}")
-
-
 RATE = 5
 
 
@@ -244,51 +215,13 @@ def api_processes(
     django_db_setup: None, moto_server: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[str]]:
     """Two gunicorn processes (4 threads each) on the test database, per-key rate RATE/min."""
-    env = dict(os.environ)
-    for name in ("PYTEST_CURRENT_TEST", "DATABASE_URL", "GOMAIL_SQLITE_PATH"):
-        env.pop(name, None)
-    env.update(database_environment())
-    env.update(config_env({"api": {"rate_limit_per_key": f"{RATE}/min"}}))
-    env["DJANGO_SETTINGS_MODULE"] = "gomail_site.settings"
-    logs = tmp_path_factory.mktemp("gunicorn")
-    processes, bases = [], []
-    try:
-        for index in range(2):
-            port = free_port()
-            with (logs / f"{index}.log").open("wb") as output:
-                processes.append(
-                    subprocess.Popen(
-                        [
-                            str(GUNICORN),
-                            "gomail_site.wsgi",
-                            "--bind",
-                            f"127.0.0.1:{port}",
-                            "--workers",
-                            "1",
-                            "--threads",
-                            "4",
-                        ],
-                        cwd=REPO_ROOT,
-                        env=env,
-                        stdout=output,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
-            bases.append(f"http://127.0.0.1:{port}")
-        for index, (base, process) in enumerate(zip(bases, processes, strict=True)):
-            wait_ready(base, process, logs / f"{index}.log")
-        yield bases
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGINT)  # gunicorn's quick shutdown
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    env = child_environment({"api": {"rate_limit_per_key": f"{RATE}/min"}})
+    with ProcessGroup("throttling", env, tmp_path_factory.mktemp("gunicorn")) as group:
+        servers = [
+            group.gunicorn(f"web-{index}", workers=1, threads=4, access_log=False)
+            for index in range(2)
+        ]
+        yield [server.url for server in servers]
 
 
 @pytest.fixture

@@ -21,12 +21,10 @@ from django.db import connection
 from django.test import override_settings
 
 from emails.models import ApiKey
-from tests.integration import harness
-
-# The same report-keeping hook as the integration tests', so a fixture knows its test failed.
-from tests.integration.conftest import _failed, pytest_runtest_makereport  # noqa: F401
+from tests import harness
+from tests.harness.fixtures import STUB_API_KEY, failed
 from tests.system import ledger
-from tests.system.stack import QUEUE_PREFIX, STUB_API_KEY, SYSTEM_OVERRIDES, Stack
+from tests.system.stack import QUEUE_PREFIX, SYSTEM_OVERRIDES, Stack
 
 TABLE_DIR = harness.REPO_ROOT / ".run"
 
@@ -42,7 +40,7 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     """The whole service, started once for the module and stopped after its last test."""
-    base_env = harness.worker_environment(
+    base_env = harness.service_environment(
         queue_prefix=QUEUE_PREFIX,
         sendgrid_url="http://127.0.0.1:1",  # replaced by the stand-in's, once it is up
         sendgrid_api_key=STUB_API_KEY,
@@ -134,7 +132,7 @@ def scenario(
     _, key = ApiKey.create_key(f"system {request.node.name}")
     yield Scenario(request.node.name.removeprefix("test_"), stack, key)
     stack.heal()
-    if _failed(request):
+    if failed(request):
         print(f"===== logs of the stack\n{stack.logs()}")
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from tests.integration.harness import Ledger
+from tests.harness import Ledger
 
 
 @dataclass

@@ -8,8 +8,8 @@ gunicorn, the pipeline worker, the provider worker and celery beat, which drives
 PostgreSQL, the database through one ``TcpProxy``. The test process itself talks to moto and
 the database directly: its checks never pass through a fault.
 
-Processes are managed by ``tests.integration.harness.ProcessGroup`` (ready lines in log files,
-SIGKILL of whole process groups).
+Processes are managed by ``tests.harness.ProcessGroup`` (ready lines in log files, ports the
+servers pick themselves, SIGKILL of whole process groups).
 """
 
 from __future__ import annotations
@@ -27,14 +27,11 @@ from urllib.parse import urlsplit
 
 import requests
 
-from tests.integration import harness
-from tests.settings import _free_port
+from tests import harness
+from tests.harness.fixtures import STUB_API_KEY
 from tests.system.faults import AwsFaultProxy, TcpProxy
 
 PYTHON = sys.executable
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-STUB_API_KEY = "SG.system-test-key"
-STUB_ARGS = ("--api-key", STUB_API_KEY)
 QUEUE_PREFIX = "gomail-system-"
 ROLES = ("web", "pipeline", "providers", "beat")
 WEB_WORKERS = 2  # the Procfile's
@@ -103,35 +100,20 @@ class Stack:
         self.db_proxy: TcpProxy | None = None
         self.env: dict[str, str] = {}
         self.api_url = ""
-        self.processes: dict[str, harness.CeleryProcess] = {}
+        self.processes: dict[str, harness.ServiceProcess] = {}
         self._local = threading.local()
 
     # --- start and stop -------------------------------------------------------------------
 
     @classmethod
     def start(cls, base_env: Mapping[str, str], log_dir: Path) -> Stack:
-        """Start everything; ``base_env`` is ``harness.worker_environment``'s (test database,
+        """Start everything; ``base_env`` is ``harness.service_environment``'s (test database,
         timings, stand-in). Stops what it started if any step fails."""
         group = harness.ProcessGroup("system", base_env, log_dir)
         try:
-            moto_port, stub_port = _free_port(), _free_port()
-            group.process(
-                "moto",
-                [PYTHON, "-m", "devtools.moto_server", "--port", str(moto_port)],
-                "moto server listening",
-                # The tests purge queues between scenarios, more often than once a minute.
-                env={"MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false"},
-            )
-            group.process(
-                "sendgrid",
-                [PYTHON, "-m", "devtools.sendgrid_stub", "--port", str(stub_port), *STUB_ARGS],
-                "SendGrid stand-in listening",
-            )
-            stack = cls(
-                group,
-                f"http://127.0.0.1:{moto_port}",
-                StubClient(f"http://127.0.0.1:{stub_port}", STUB_API_KEY),
-            )
+            moto = group.moto()
+            stub = group.sendgrid(STUB_API_KEY)
+            stack = cls(group, moto.url, StubClient(stub.url, STUB_API_KEY))
             stack._start_services(base_env)
         except BaseException:
             group.stop_all()
@@ -157,20 +139,16 @@ class Stack:
         )
         for role in ROLES:
             self.start_role(role)
-        self.wait_api_ready()
 
     def role_env(self, role: str) -> dict[str, str]:
         return {**self.env, "GOMAIL_AWS__ENDPOINT_URL": self.proxies[role].url}
 
-    def start_role(self, role: str, *, wait: bool = True) -> harness.CeleryProcess:
+    def start_role(self, role: str, *, wait: bool = True) -> harness.ServiceProcess:
         """Start (again) the process of ``role``, as the Procfile starts it."""
         env = self.role_env(role)
         if role == "web":
-            port = _free_port()
-            self.api_url = f"http://127.0.0.1:{port}"
-            argv = [GUNICORN, "gomail_site.wsgi", "--bind", f"127.0.0.1:{port}"]
-            argv += ["--workers", str(WEB_WORKERS), "--access-logfile", "-"]
-            process = self.group.process("web", argv, "Booting worker", env=env, wait=wait)
+            process = self.group.gunicorn("web", workers=WEB_WORKERS, env=env, wait=wait)
+            self.api_url = process.url
         elif role == "pipeline":
             process = self.group.worker("pipeline", ["pipeline"], concurrency=1, env=env, wait=wait)
         elif role == "providers":
@@ -187,15 +165,6 @@ class Stack:
             raise ValueError(role)
         self.processes[role] = process
         return process
-
-    def wait_api_ready(self, timeout: float = 60) -> None:
-        def ready() -> bool:
-            try:
-                return requests.get(f"{self.api_url}/healthz", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        harness.wait_for(ready, timeout, "the API under gunicorn to answer /healthz")
 
     def stop(self) -> None:
         try:
@@ -228,8 +197,6 @@ class Stack:
         for role, process in list(self.processes.items()):
             if not process.alive:
                 self.start_role(role)
-        if "web" in self.processes:
-            self.wait_api_ready()
 
     # --- traffic --------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import pytest
 from django.conf import settings
 
 from emails.models import Attempt, Email
-from tests.integration import harness
+from tests import harness
 from tests.system.conftest import Scenario, database_name
 from tests.system.faults import DELAY, THROTTLE, UNREACHABLE
 from tests.system.stack import SENDGRID_TIMEOUT_SECONDS

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tests.integration.harness import DeadLetter, Ledger
+from tests.harness import DeadLetter, Ledger
 from tests.system.ledger import judge, table
 
 

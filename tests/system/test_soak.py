@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration import harness
+from tests import harness
 from tests.system.conftest import Scenario
 from tests.system.faults import THROTTLE, UNREACHABLE
 from tests.system.stack import SENDGRID_TIMEOUT_SECONDS, Ingest, Stack

@@ -5,7 +5,6 @@ its last stdout line is its JSON result."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -15,18 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import database_environment
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def child_environment() -> dict[str, str]:
-    """This process's environment with the production settings module on the test database."""
-    env = dict(os.environ, DJANGO_SETTINGS_MODULE="gomail_site.settings")
-    for variable in ("DATABASE_URL", "GOMAIL_SQLITE_PATH"):
-        env.pop(variable, None)
-    env.update(database_environment())
-    return env
+from tests.harness.environment import child_environment
+from tests.harness.processes import REPO_ROOT
 
 
 def run_together(

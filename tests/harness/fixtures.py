@@ -1,14 +1,15 @@
-"""Fixtures of the tests that run the service's real Celery processes (see ``harness.py``).
+"""The harness's pytest fixtures (a plugin of the root ``conftest.py``), for every test that
+runs the service's real processes or its stand-ins.
 
-Ground rules these fixtures keep:
+Ground rules they keep:
 
 - moto is never reset here: a reset deletes the Celery queues of running workers too. The
   incoming queues, the dead-letter queue and the SES identity are created (idempotently) once
   per module, and each test starts from purged queues instead.
 - Workers share the test database (a file for SQLite, ``test_gomail`` for PostgreSQL), so the
-  tests are ``django_db(transaction=True)``; the cache (provider health) is cleared per test.
+  tests that start them are ``django_db(transaction=True)``; the cache is cleared per test.
 - Every process a fixture starts is stopped at its scope's end, pass or fail; a failing test
-  gets the tail of each process's log in its report.
+  gets the tail of each process's log in its report (``failed(request)`` tells a fixture).
 """
 
 from __future__ import annotations
@@ -24,35 +25,50 @@ from django.core.cache import cache
 from devtools.moto_server import MotoServer
 from devtools.sendgrid_stub import SendGridStub, start_sendgrid_stub
 from dispatch.queues import ensure_queues, verify_ses_identities
-from tests.integration import harness
+from tests.harness.environment import FAST_TIMINGS, service_environment, with_overrides
+from tests.harness.processes import ProcessFailed, ProcessGroup
+from tests.harness.queues import (
+    celery_queue_names,
+    dead_letter_queue,
+    incoming_queues,
+    purge_queues,
+)
 
-STUB_API_KEY = "SG.integration-test-key"
+STUB_API_KEY = "SG.test-suite-key"
 
-GroupFactory = Callable[..., harness.ProcessGroup]
+GroupFactory = Callable[..., ProcessGroup]
 # The module-scoped groups alive now, whose logs a failing test shows.
-_MODULE_GROUPS: list[harness.ProcessGroup] = []
+_MODULE_GROUPS: list[ProcessGroup] = []
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     # Keeps each phase's report on the item, so a fixture's teardown knows the test failed.
     report = yield
-    setattr(item, f"report_{report.when}", report)
+    setattr(item, f"harness_report_{report.when}", report)
     return report
 
 
-def _failed(request: pytest.FixtureRequest) -> bool:
+def failed(request: pytest.FixtureRequest) -> bool:
+    """Whether the test of ``request`` failed in its set-up or its call (for a teardown)."""
     return any(
-        getattr(getattr(request.node, f"report_{when}", None), "failed", False)
+        getattr(getattr(request.node, f"harness_report_{when}", None), "failed", False)
         for when in ("setup", "call")
     )
 
 
 @pytest.fixture(scope="session")
-def sendgrid_stub() -> Iterator[SendGridStub]:
-    stub = start_sendgrid_stub(port=0, api_key=STUB_API_KEY)
-    yield stub
-    stub.stop()
+def sendgrid_server() -> Iterator[SendGridStub]:
+    """The SendGrid stand-in of the session, in this process (its record is shared)."""
+    with start_sendgrid_stub(host="127.0.0.1", port=0, api_key=STUB_API_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def sendgrid_stub(sendgrid_server: SendGridStub) -> SendGridStub:
+    """The stand-in with no messages, counters or injected faults."""
+    sendgrid_server.reset()
+    return sendgrid_server
 
 
 @pytest.fixture(scope="module")
@@ -68,54 +84,53 @@ def default_prefix() -> str:
     return django_settings.GOMAIL.celery.queue_name_prefix
 
 
-def _group_factory(
-    groups: list[harness.ProcessGroup], stub: SendGridStub, log_root: Path
-) -> GroupFactory:
+def _group_factory(groups: list[ProcessGroup], stub: SendGridStub, log_root: Path) -> GroupFactory:
     def make(
         name: str, *, prefix: str | None = None, overrides: dict[str, Any] | None = None
-    ) -> harness.ProcessGroup:
+    ) -> ProcessGroup:
         """A process group on Celery queue prefix ``prefix`` (default: this process's, so the
         pipeline driven from the test reaches its workers), whose queues start empty."""
         prefix = prefix if prefix is not None else default_prefix()
-        harness.purge_queues(harness.celery_queue_names(prefix))
-        env = harness.worker_environment(
+        purge_queues(celery_queue_names(prefix))
+        env = service_environment(
             queue_prefix=prefix,
             sendgrid_url=stub.url,
             sendgrid_api_key=stub.api_key,
             overrides=overrides,
         )
-        group = harness.ProcessGroup(name, env, log_root / name)
+        group = ProcessGroup(name, env, log_root / name)
         groups.append(group)
         return group
 
     return make
 
 
-def _stop_groups(groups: list[harness.ProcessGroup], show_logs: bool) -> None:
+def stop_groups(groups: list[ProcessGroup], show_logs: bool) -> None:
+    """Stop every group (the last started first), printing their logs first if asked."""
     errors = []
     for group in reversed(groups):
         if show_logs:
             print(f"===== logs of process group {group.name}\n{group.logs()}")
         try:
             group.stop_all()
-        except harness.ProcessFailed as exc:
+        except ProcessFailed as exc:
             errors.append(str(exc))
     if errors:
-        raise harness.ProcessFailed("; ".join(errors))
+        raise ProcessFailed("; ".join(errors))
 
 
 @pytest.fixture(scope="module")
 def module_processes(
     django_db_setup: None,
     integration_aws: MotoServer,
-    sendgrid_stub: SendGridStub,
+    sendgrid_server: SendGridStub,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GroupFactory]:
     """Start process groups shared by a module's tests (stopped after its last test)."""
     groups = _MODULE_GROUPS
-    yield _group_factory(groups, sendgrid_stub, tmp_path_factory.mktemp("celery"))
+    yield _group_factory(groups, sendgrid_server, tmp_path_factory.mktemp("processes"))
     try:
-        _stop_groups(groups, show_logs=False)
+        stop_groups(groups, show_logs=False)
     finally:
         groups.clear()
 
@@ -123,7 +138,7 @@ def module_processes(
 @pytest.fixture(autouse=True)
 def _module_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    if _failed(request):
+    if _MODULE_GROUPS and failed(request):
         for group in _MODULE_GROUPS:
             print(f"===== logs of process group {group.name}\n{group.logs()}")
 
@@ -133,45 +148,34 @@ def processes(
     request: pytest.FixtureRequest,
     transactional_db: None,
     integration_aws: MotoServer,
-    sendgrid_stub: SendGridStub,
+    sendgrid_server: SendGridStub,
     tmp_path: Path,
 ) -> Iterator[GroupFactory]:
     """Start process groups for one test (stopped when it ends, logs shown if it failed).
 
     Set up after the test database and so stopped before its tables are flushed."""
-    groups: list[harness.ProcessGroup] = []
-    yield _group_factory(groups, sendgrid_stub, tmp_path)
-    _stop_groups(groups, show_logs=_failed(request))
+    groups: list[ProcessGroup] = []
+    yield _group_factory(groups, sendgrid_server, tmp_path)
+    stop_groups(groups, show_logs=failed(request))
 
 
 @pytest.fixture
 def clean_slate(
-    request: pytest.FixtureRequest,
-    transactional_db: None,
-    integration_aws: MotoServer,
-    sendgrid_stub: SendGridStub,
-) -> Iterator[None]:
+    transactional_db: None, integration_aws: MotoServer, sendgrid_stub: SendGridStub
+) -> None:
     """Empty incoming, dead-letter and Celery queues, a reset stand-in, no provider health."""
-    harness.purge_queues(
-        [
-            *harness.incoming_queues(),
-            harness.dead_letter_queue(),
-            *harness.celery_queue_names(default_prefix()),
-        ]
-    )
-    sendgrid_stub.reset()
+    purge_queues([*incoming_queues(), dead_letter_queue(), *celery_queue_names(default_prefix())])
     cache.clear()
-    yield
 
 
 @pytest.fixture
 def gomail_overrides(settings: Any) -> Callable[[dict[str, Any]], None]:
     """Apply configuration overrides to this process (the pipeline run from the test):
     ``gomail_overrides({"health": {"unhealthy_threshold": 3}})``. The test timings of the
-    workers (``harness.FAST_TIMINGS``) are applied already."""
+    workers (``FAST_TIMINGS``) are applied already."""
 
     def apply(overrides: dict[str, Any]) -> None:
-        settings.GOMAIL = harness.with_overrides(settings.GOMAIL, overrides)
+        settings.GOMAIL = with_overrides(settings.GOMAIL, overrides)
 
-    apply(harness.FAST_TIMINGS)
+    apply(FAST_TIMINGS)
     return apply
