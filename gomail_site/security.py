@@ -1,7 +1,7 @@
 """Security settings derived from the configuration and the environment (used by ``settings``).
 
 Nothing here imports Django's apps: ``gomail_site.settings`` calls it while it is being
-imported. The sign-in throttle, which needs the cache, is ``gomail_site.login_throttle``.
+imported. The sign-in lockout, which needs the database, is ``gomail_site.lockout`` (django-axes).
 
 Production (``security.production: true``) refuses to start, by raising
 ``ImproperlyConfigured`` while the settings are imported, when the environment is not fit for

@@ -17,7 +17,7 @@ from emails.authentication import HeaderCsrfSessionAuthentication
 from emails.errors import ApiError, error_body
 from emails.openapi import FORBIDDEN, UNAUTHENTICATED, error
 from emails.parsing import COULD_NOT_DECODE
-from gomail_site.login_throttle import LoginThrottle, too_many_message
+from gomail_site.lockout import too_many_message
 
 CSRF_TOKEN = inline_serializer("CsrfToken", {"csrfToken": serializers.CharField()})
 USER = inline_serializer(
@@ -35,14 +35,6 @@ class Credentials(serializers.Serializer):
         trim_whitespace=False,
         error_messages={"required": "Password is required", "blank": "Password is required"},
     )
-
-
-class TooManyFailedSignIns(ApiError):
-    """429 while the username or address is locked out; DRF adds Retry-After from ``wait``."""
-
-    def __init__(self, wait: int) -> None:
-        super().__init__(too_many_message(wait), status.HTTP_429_TOO_MANY_REQUESTS)
-        self.wait = wait
 
 
 def _user(user: object) -> dict:
@@ -90,16 +82,14 @@ class SessionView(APIView):
         HeaderCsrfSessionAuthentication().enforce_csrf(request)
         credentials = Credentials(data=request.data if isinstance(request.data, dict) else {})
         credentials.is_valid(raise_exception=True)
-        # Failed sign-ins count with the admin's, per username and per address.
-        throttle = LoginThrottle(request._request, credentials.validated_data["username"])
-        wait = throttle.retry_after()
-        if wait:
-            raise TooManyFailedSignIns(wait)
+        # Failed sign-ins count with the admin's, per username and per address (django-axes,
+        # gomail_site/lockout.py): authenticate() refuses a locked-out username or address
+        # without checking the password, and records each failure. When it refused, or this
+        # failure reached the limit, AxesMiddleware answers the 429 documented above instead
+        # of this 401 (gomail_site.lockout.lockout_response).
         user = authenticate(request._request, **credentials.validated_data)
         if user is None:
-            throttle.failed()
             raise ApiError("Wrong username or password", status.HTTP_401_UNAUTHORIZED)
-        throttle.succeeded()
         login(request._request, user)
         return Response(_user(user))
 

@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "emails",
     "dispatch",
+    # The sign-in lockout (gomail_site/lockout.py): its attempts are models with migrations.
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -62,6 +64,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Last: turns a sign-in that axes refused or locked out into the 429 of
+    # gomail_site.lockout.lockout_response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "gomail_site.urls"
@@ -70,7 +75,8 @@ WSGI_APPLICATION = "gomail_site.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The admin's page for a locked-out sign-in (gomail_site/lockout.py).
+        "DIRS": [BASE_DIR / "gomail_site" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -165,8 +171,32 @@ CONTENT_SECURITY_POLICY = {
 if PRODUCTION:
     globals().update(security.production_settings(GOMAIL.security))
 # How many reverse proxies in front of gunicorn append to X-Forwarded-For (0: none); the
-# sign-in throttle counts failures per client address.
+# sign-in lockout counts failures per client address (gomail_site.lockout.client_address).
 GOMAIL_TRUSTED_PROXY_HOPS = security.proxy_hops(os.environ)
+
+# --- Sign-in lockout: django-axes (gomail_site/lockout.py), both doors (admin, POST /session) --
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# In the database, shared by every API process; operators unlock with manage.py axes_reset*.
+AXES_HANDLER = "gomail_site.lockout.LockoutHandler"
+# Read per request from security.admin_login_attempts and security.admin_lockout_seconds.
+AXES_FAILURE_LIMIT = "gomail_site.lockout.failure_limit"
+AXES_COOLOFF_TIME = "gomail_site.lockout.cool_off"
+# Each alone locks: a username from every address, an address for every username.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "gomail_site.lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "gomail_site.lockout.lockout_response"
+# Axes' reset on success would forget the address's failures too, so a guesser with one valid
+# account could keep its address under the limit: LockoutHandler forgets the username's only.
+AXES_RESET_ON_SUCCESS = False
+# A refused sign-in neither counts nor prolongs the lockout: it ends admin_lockout_seconds
+# after the failures that reached the limit, whatever is tried meanwhile.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Kept out of axes' logs and of the attempts' stored form data (the password always is).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
 
 # Browsers on these other origins may call the API (not the admin) with their cookies; an
 # origin not listed gets no Access-Control-Allow-Origin. Empty: same origin only.

@@ -2,19 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from gomail_site.login_throttle import ThrottledAdminAuthenticationForm, admin_login
 from gomail_site.metrics import metrics_view
 from gomail_site.probes import healthz, readyz
 from gomail_site.session import CsrfTokenView, SessionView
 from gomail_site.ui import ui_not_built
 
-# Failed admin sign-ins are limited per username and address (security.admin_login_*).
-admin.site.login_form = ThrottledAdminAuthenticationForm
-
 urlpatterns = [
     path("", ui_not_built, name="ui"),
-    # Before the admin's own login/ (same path): the throttled form answers 429 when locked.
-    path("admin/login/", admin_login, name="admin-login"),
+    # Failed sign-ins at its login page count with POST /session's, per username and per
+    # address: django-axes in authenticate() and its middleware (gomail_site/lockout.py).
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
