@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 
 from gomail_site.aws import aws_client
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def queue_state() -> dict[str, dict[str, str]]:

@@ -18,7 +18,7 @@ from dispatch.health import BatchOutcome, HealthState, Thresholds
 from dispatch.health_store import PendingBatch
 from dispatch.pipeline import fold_health
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +69,8 @@ def test_run_numbers_count_up():
     assert [health_store.next_run_number() for _ in range(3)] == [0, 1, 2]
 
 
+# transaction=True: threads with their own connections must see the test's committed rows.
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_batch_outcomes_lose_no_health_update():
     workers = 30
     batches = register("sendgrid", workers)

@@ -17,7 +17,7 @@ from dispatch import lease
 from dispatch.models import Lease
 from tests.harness.together import run_together
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def fresh_name() -> str:
@@ -85,6 +85,8 @@ def test_held_gives_the_block_to_one_caller_and_releases_it():
     assert Lease.objects.get(name=name).holder == ""  # released on the way out of a failure
 
 
+# transaction=True: threads with their own connections must see the test's committed rows.
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("row_exists", [True, False])
 def test_concurrent_acquirers_in_threads_exactly_one_wins(row_exists):
     threads = 8
@@ -133,6 +135,8 @@ print(json.dumps({"early": early, "won": won}), flush=True)
 """
 
 
+# transaction=True: the child processes must see the test's committed rows.
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_acquirers_in_two_processes_exactly_one_wins(tmp_path):
     rounds = 12
     prefix = fresh_name()

@@ -33,7 +33,7 @@ from tests.dispatch.realparts import (
     wire_email,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 @dataclass
@@ -194,6 +194,8 @@ def test_a_run_while_another_holds_the_lease_does_nothing():
     assert run_pipeline(recorder).read == 6
 
 
+# transaction=True: threads with their own connections must see the test's committed rows.
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_runs_never_overlap():
     fill(30)
     recorder = Recorder()
@@ -274,6 +276,8 @@ def test_a_message_too_large_for_any_task_is_dead_lettered_not_dispatched():
     assert remaining() == 3  # the three dispatched ones, in flight; the huge one is gone
 
 
+# transaction=True: send_batch delivers in threads, each with its own database connection.
+@pytest.mark.django_db(transaction=True)
 def test_end_to_end_in_process_every_message_is_sent_once(
     providers, sendgrid_stub, moto_server, gomail_config
 ):

@@ -19,7 +19,7 @@ from gomail_site.celery import app
 from gomail_site.config import SQS_MAX_MESSAGE_BYTES
 from tests.dispatch.test_pipeline_units_pure import BODY_PIECES, message_with
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def read_raw(queue_name: str) -> dict:

@@ -32,6 +32,7 @@ from tests.dispatch.realparts import (
     wire_email,
 )
 
+# transaction=True: send_batch delivers in threads, each with its own database connection.
 pytestmark = pytest.mark.django_db(transaction=True)
 
 

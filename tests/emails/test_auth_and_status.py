@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from emails.models import ApiKey, Email
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 EMAIL = {"email": {"fromEmail": "a@example.com", "toEmail": "b@example.org", "body": "hi"}}
 

@@ -16,7 +16,7 @@ from emails.models import Attempt, Email
 from emails.records import Claim
 from emails.wire import WireEmail
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 STALE_AFTER = timedelta(seconds=30)
 
@@ -134,6 +134,8 @@ def test_claim_of_a_message_from_another_producer_creates_its_record():
     assert record.accepted_at >= before
 
 
+# transaction=True: threads with their own connections must see the test's committed rows.
+@pytest.mark.django_db(transaction=True)
 def test_two_workers_claiming_the_same_record_at_once_one_wins():
     def claim(email: WireEmail, barrier: threading.Barrier) -> Claim:
         try:
@@ -155,6 +157,8 @@ def test_two_workers_claiming_the_same_record_at_once_one_wins():
             assert Email.objects.get(id=email.id).attempts == 1
 
 
+# transaction=True: threads with their own connections must see the test's committed rows.
+@pytest.mark.django_db(transaction=True)
 def test_two_workers_taking_over_the_same_stale_claim_one_wins():
     def claim(email: WireEmail, barrier: threading.Barrier) -> Claim:
         try:

@@ -13,7 +13,7 @@ from dispatch.queues import QueueSetup
 from emails.models import Email
 from gomail_site.aws import aws_client
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 VALID = {
     "fromEmail": "sender@example.com",

@@ -11,13 +11,13 @@ from django.test import Client
 
 
 @pytest.fixture
-def clean_cache(transactional_db: None) -> None:
+def clean_cache(db: None) -> None:
     """Provider health, pending batches and outcomes start empty."""
     cache.clear()
 
 
 @pytest.fixture
-def staff_user(transactional_db: None) -> Any:
+def staff_user(db: None) -> Any:
     return get_user_model().objects.create_user(
         username="operator", password="not-used", is_staff=True, is_superuser=True
     )
@@ -31,5 +31,5 @@ def staff_client(staff_user: Any) -> Client:
 
 
 @pytest.fixture
-def plain_user(transactional_db: None) -> Any:
+def plain_user(db: None) -> Any:
     return get_user_model().objects.create_user(username="customer", password="not-used")

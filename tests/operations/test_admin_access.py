@@ -11,7 +11,7 @@ from emails.models import ApiKey, Attempt, Email
 from tests.dispatch.realparts import wire_email
 from tests.operations.support import dead_letter_queue, put_dead_letter, queued_record, receive_all
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
 PAGES = [
     "admin:index",
@@ -94,7 +94,7 @@ def test_email_list_filters_and_search(staff_client: Client, dead_email: Email):
     assert "someone.else@example.org" not in by_id
 
 
-def test_api_key_list_shows_keys_without_secrets(staff_client: Client, transactional_db):
+def test_api_key_list_shows_keys_without_secrets(staff_client: Client, db):
     api_key, raw = ApiKey.create_key("billing service")
 
     html = staff_client.get(reverse("admin:emails_apikey_changelist")).content.decode()
@@ -117,7 +117,7 @@ def test_non_staff_user_is_sent_to_login(plain_user, page: str):
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_anonymous_is_sent_to_login(transactional_db, page: str):
+def test_anonymous_is_sent_to_login(db, page: str):
     response = Client().get(reverse(page))
 
     assert response.status_code == 302
@@ -133,7 +133,7 @@ def test_provider_disabled_in_config_says_so(staff_client: Client, clean_cache, 
     assert "disabled in config" in html
 
 
-def test_admin_index_lists_the_operators_pages(staff_client: Client, transactional_db):
+def test_admin_index_lists_the_operators_pages(staff_client: Client, db):
     html = staff_client.get(reverse("admin:index")).content.decode()
 
     for page in PAGES[1:4]:

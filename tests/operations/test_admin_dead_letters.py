@@ -17,7 +17,7 @@ from emails.models import Email
 from tests.dispatch.realparts import incoming_queue, wire_email
 from tests.operations.support import dead_letter_queue, put_dead_letter, queued_record, receive_all
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(90)]
 
 PAGE = "admin:dispatch_deadletter_changelist"
 REJECTIONS = {"ses": "Email address is not verified", "sendgrid": "HTTP 400: bad to"}
@@ -192,7 +192,7 @@ def test_delete_asks_first_then_deletes_only_the_selected(aws, staff_client: Cli
     )
 
 
-def test_staff_without_delete_permission_cannot_delete(aws, transactional_db):
+def test_staff_without_delete_permission_cannot_delete(aws, db):
     viewer = get_user_model().objects.create_user(username="viewer", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_deadletter"))
     client = Client()

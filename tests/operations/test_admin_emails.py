@@ -18,7 +18,7 @@ from emails.models import ApiKey, Email
 from tests.dispatch.realparts import wire_email
 from tests.operations.support import dead_letter_queue, put_dead_letter, queued_record, receive_all
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(90)]
 
 EMAILS = "admin:emails_email_changelist"
 KEYS = "admin:emails_apikey_changelist"

@@ -14,11 +14,11 @@ from emails.models import ApiKey, Email
 from tests.dispatch.realparts import wire_email
 from tests.operations.support import dead_letter_queue, put_dead_letter, queued_record, receive_all
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
 
 @pytest.fixture
-def viewer(transactional_db) -> Client:
+def viewer(db) -> Client:
     """A staff user with every view permission of the operators' pages and nothing else."""
     user = get_user_model().objects.create_user(username="viewer", is_staff=True)
     user.user_permissions.add(

@@ -22,7 +22,7 @@ from emails.models import Attempt
 from tests.dispatch.realparts import incoming_queue, put, wire_email
 from tests.operations.support import RecordingDispatcher, queued_record, receive_all
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(90)]
 
 CHANGELIST = "admin:dispatch_providercontrol_changelist"
 UNHEALTHY = HealthState(

@@ -25,7 +25,7 @@ from tests.operations.support import (
     receive_all,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
 
 def run(*args: str) -> str:
@@ -41,7 +41,7 @@ def dead_letter_ids() -> set[str]:
 # --- provider -----------------------------------------------------------------------------
 
 
-def test_provider_drain_and_resume_change_the_control_row(transactional_db):
+def test_provider_drain_and_resume_change_the_control_row(db):
     assert run("provider", "drain", "sendgrid").strip() == "sendgrid: drained"
     control = ProviderControl.objects.get(name="sendgrid")
     assert control.drained
@@ -75,7 +75,7 @@ def test_provider_reset_requests_a_reset_the_pipeline_applies(aws, clean_cache):
     assert ProviderControl.objects.get(name="ses").reset_requested_at is None
 
 
-def test_provider_unknown_name_is_an_error(transactional_db):
+def test_provider_unknown_name_is_an_error(db):
     with pytest.raises(CommandError, match="no provider named 'mailgun'"):
         run("provider", "drain", "mailgun")
     assert not ProviderControl.objects.exists()
@@ -169,9 +169,7 @@ def _aged(status: str, days: float) -> Email:
     return record
 
 
-def test_cleanup_emails_deletes_only_final_records_older_than_retention(
-    transactional_db, gomail_config
-):
+def test_cleanup_emails_deletes_only_final_records_older_than_retention(db, gomail_config):
     gomail_config(records={"retention_days": 30})
     old_sent = _aged(Email.Status.SENT, 31)
     old_dead = _aged(Email.Status.DEAD, 45)
@@ -191,7 +189,7 @@ def test_cleanup_emails_deletes_only_final_records_older_than_retention(
     assert Attempt.objects.count() == len(kept)
 
 
-def test_cleanup_emails_days_overrides_the_configuration(transactional_db, gomail_config):
+def test_cleanup_emails_days_overrides_the_configuration(db, gomail_config):
     gomail_config(records={"retention_days": 90})
     ten_days = _aged(Email.Status.SENT, 10)
     two_days = _aged(Email.Status.SENT, 2)
@@ -219,7 +217,7 @@ def test_create_api_key_prints_a_working_key(aws):
     assert ApiKey.objects.get().name == "reporting"
 
 
-def test_create_api_key_for_an_unknown_user_is_an_error(transactional_db):
+def test_create_api_key_for_an_unknown_user_is_an_error(db):
     with pytest.raises(CommandError, match="no user named 'ghost'"):
         run("create_api_key", "x", "--user", "ghost")
     assert not ApiKey.objects.exists()

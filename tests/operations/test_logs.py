@@ -25,7 +25,7 @@ from gomail_site.config import LoggingConfig
 from gomail_site.logs import logging_config
 from tests.dispatch.realparts import put, receive_exactly, wire_email
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
 BODY = "zebra-quartz-7f3a91 the body nobody may log"
 REJECTED_BODY = "walrus-umber-22c8e0 nor this one"
@@ -65,6 +65,8 @@ def lines(stream: io.StringIO) -> list[dict]:
     return parsed
 
 
+# transaction=True: send_batch delivers in threads, each with its own database connection.
+@pytest.mark.django_db(transaction=True)
 def test_full_send_logs_json_with_message_id_and_no_secrets(aws, clean_cache, json_log, api_key):
     _, raw_key = api_key
     client = APIClient()
@@ -112,7 +114,7 @@ def test_full_send_logs_json_with_message_id_and_no_secrets(aws, clean_cache, js
     assert "walrus-umber" not in text
 
 
-def test_rejected_and_unauthenticated_requests_log_no_key(transactional_db, json_log):
+def test_rejected_and_unauthenticated_requests_log_no_key(db, json_log):
     wrong_key = "gm_0123456789ab_" + "S" * 43
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {wrong_key}")
@@ -160,6 +162,8 @@ def test_a_process_configured_for_json_writes_json_lines():
     assert record["logger"] == "gomail.check"
 
 
+# transaction=True: send_batch delivers in threads, each with its own database connection.
+@pytest.mark.django_db(transaction=True)
 def test_worker_lines_about_an_email_carry_its_message_id(aws, clean_cache, json_log):
     sent = wire_email()
     rejected = wire_email(from_email="x@unverified.invalid")

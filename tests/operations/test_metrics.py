@@ -22,7 +22,7 @@ from gomail_site.aws import aws_client
 from tests.dispatch.realparts import incoming_queue, put, receive_exactly, wire_email
 from tests.operations.support import RecordingDispatcher, put_dead_letter
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
 
 STUB_KEY = "SG.metrics-tests-key"
 Samples = dict[tuple[str, frozenset], float]
@@ -113,6 +113,8 @@ def test_status_route_is_labelled_by_its_pattern(aws, client_with_key):
     assert value(after, "gomail_api_request_seconds_count", **labels) >= 1
 
 
+# transaction=True: send_batch delivers in threads, each with its own database connection.
+@pytest.mark.django_db(transaction=True)
 def test_send_counters_move_with_real_sends(aws, sendgrid_stub):
     ses = SesProvider(aws_client("ses", attempts=1))
     sendgrid = SendGridProvider(api_key=STUB_KEY, host=sendgrid_stub.url, timeout_seconds=0.5)

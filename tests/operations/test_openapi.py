@@ -23,7 +23,7 @@ from rest_framework.test import APIClient
 from emails.models import ApiKey, Email
 from gomail_site import aws as site_aws
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
 GOOD_EMAIL = {"email": {"fromEmail": "a@example.com", "toEmail": "b@example.org", "body": "hi"}}
 PASSWORD = "correct horse battery staple"
@@ -44,7 +44,7 @@ def test_schema_passes_drf_spectacular_validation(tmp_path):
     assert target.stat().st_size > 0
 
 
-def test_served_schema_is_a_valid_openapi_document(transactional_db):
+def test_served_schema_is_a_valid_openapi_document(db):
     schema = served_schema()
 
     validate_spec(schema)
@@ -52,7 +52,7 @@ def test_served_schema_is_a_valid_openapi_document(transactional_db):
     assert "/email/send" in schema["paths"]
 
 
-def test_swagger_ui_is_served_offline(transactional_db, settings):
+def test_swagger_ui_is_served_offline(db, settings):
     # Serve the sidecar's files from the app directories, as collectstatic would.
     settings.WHITENOISE_USE_FINDERS = True
     client = Client()

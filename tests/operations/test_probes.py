@@ -12,7 +12,7 @@ from django.test import Client
 
 from gomail_site import aws as site_aws
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
 
 # Nothing listens on the discard port of the loopback interface: connections are refused.
 UNREACHABLE = "http://127.0.0.1:9"
@@ -47,7 +47,7 @@ def unreachable_database() -> Iterator[None]:
         connection.settings_dict.update(saved)
 
 
-def test_healthz_is_open_and_ok(transactional_db):
+def test_healthz_is_open_and_ok(db):
     response = Client().get("/healthz")
 
     assert response.status_code == 200
@@ -88,6 +88,8 @@ def test_readyz_when_the_incoming_queues_are_missing(moto_server, fresh_queue_ur
     assert response.json()["checks"]["sqs"] == "unavailable: QueueDoesNotExist"
 
 
+# transaction=True: it closes and reopens the connection, which ends a test's atomic block.
+@pytest.mark.django_db(transaction=True)
 def test_readyz_when_the_database_is_unreachable(aws, fresh_queue_urls):
     with unreachable_database():
         response = Client().get("/readyz")

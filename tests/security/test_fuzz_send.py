@@ -23,7 +23,7 @@ from dispatch.queues import QueueSetup
 from emails.wire import WIRE_FIELDS
 from gomail_site.aws import aws_client
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
 
 FUZZ = settings(
     max_examples=150,

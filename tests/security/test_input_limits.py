@@ -19,7 +19,7 @@ from dispatch.queues import QueueSetup
 from emails.parsing import json_depth
 from gomail_site.aws import aws_client
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
 
 VALID = {
     "fromEmail": "sender@example.com",

@@ -34,7 +34,7 @@ from tests.dispatch.realparts import incoming_queue, levels, put, receive_exactl
 from tests.harness import with_overrides
 from tests.harness.together import run_together
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def provider_name() -> str:
@@ -186,6 +186,8 @@ def take(name: str, rate: int, count: int, barrier: threading.Barrier | None = N
     return grants
 
 
+# transaction=True: threads with their own connections must see the test's committed rows.
+@pytest.mark.django_db(transaction=True)
 def test_threads_with_their_own_connections_never_exceed_the_rate() -> None:
     name, rate, threads, each = provider_name(), 5, 8, 2
     barrier = threading.Barrier(threads)
@@ -229,6 +231,8 @@ print(json.dumps(grants), flush=True)
 """
 
 
+# transaction=True: the child processes must see the test's committed rows.
+@pytest.mark.django_db(transaction=True)
 def test_two_processes_never_exceed_the_rate_together(tmp_path: Path) -> None:
     name, rate, threads, each = provider_name(), 8, 4, 2
     outputs = run_together(
@@ -389,6 +393,8 @@ def test_a_provider_without_a_rate_costs_no_database_row(rates):
     assert not SendRateWindow.objects.filter(provider="ses").exists()
 
 
+# transaction=True: send_batch delivers in threads, each with its own database connection.
+@pytest.mark.django_db(transaction=True)
 def test_a_batch_is_sent_at_the_provider_rate(aws, rates, gomail_config, monkeypatch):
     gomail_config(pipeline={"backoff_base_seconds": 1, "backoff_max_seconds": 2})
     rate, count = 2, 6
@@ -421,6 +427,8 @@ def test_a_batch_is_sent_at_the_provider_rate(aws, rates, gomail_config, monkeyp
     assert levels(incoming_queue()) == (0, 0)
 
 
+# transaction=True: send_batch delivers in threads, each with its own database connection.
+@pytest.mark.django_db(transaction=True)
 def test_a_batch_over_the_rate_sends_what_it_can_and_hands_the_rest_back(
     aws, rates, gomail_config, monkeypatch, frozen_clock
 ):

@@ -165,7 +165,7 @@ def test_lookup_without_required_auth_is_the_default_alone(owner, gomail_config)
 
 # --- the API ----------------------------------------------------------------------------------
 
-pytest_api = pytest.mark.django_db(transaction=True)
+pytest_api = pytest.mark.django_db
 
 
 def send(client: Any, **fields: Any) -> Any:
