@@ -61,8 +61,9 @@ class SqsConfig(Section):
         default_factory=lambda: ["gomail-incoming-1", "gomail-incoming-2"], min_length=1
     )
     dead_letter_queue: QueueName = "gomail-dead-letter"
-    # Must exceed the worst case from read to delete, or a message is read and sent twice.
-    visibility_timeout_seconds: int = Field(300, ge=30, le=43_200)
+    # Must exceed the worst case from read to delete, or a message is read and sent twice:
+    # at least 3 times the slowest provider call (checked with the provider timeouts below).
+    visibility_timeout_seconds: int = Field(300, ge=10, le=43_200)
     # SQS's own bound on receives before redrive; high, so an outage alone never dead-letters.
     max_receive_count: int = Field(1000, ge=1, le=1000)
     message_retention_seconds: int = Field(1_209_600, ge=60, le=1_209_600)
@@ -152,7 +153,8 @@ class SecurityConfig(Section):
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
         "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
     )
-    # Failed admin sign-ins per username and per address before a lockout.
+    # Failed sign-ins (admin and UI) per username and per address before a lockout
+    # (django-axes, gomail_site/lockout.py), and how long one lasts.
     admin_login_attempts: int = Field(5, ge=1, le=100)
     admin_lockout_seconds: int = Field(900, ge=1, le=86_400)
 
@@ -180,8 +182,9 @@ class CeleryConfig(Section):
     """Celery's broker is SQS too; its queues are ``pipeline`` and one per provider."""
 
     queue_name_prefix: str = Field("gomail-celery-", pattern=r"^[A-Za-z0-9_-]*$", max_length=40)
-    # Longer than the longest task, or a running task is handed to a second worker.
-    visibility_timeout_seconds: int = Field(600, ge=60, le=43_200)
+    # Longer than the longest task, or a running task is handed to a second worker: at least
+    # 3 times the slowest provider call, as the incoming queues' (checked below).
+    visibility_timeout_seconds: int = Field(600, ge=10, le=43_200)
     wait_time_seconds: int = Field(1, ge=0, le=20)
     polling_interval_seconds: float = Field(0.5, ge=0, le=60)
     # Production: the queues' URLs (kombu's predefined queues), so workers never list or
@@ -213,11 +216,16 @@ class GomailConfig(BaseSettings):
         slowest_send = max(
             self.providers.sendgrid.timeout_seconds, self.aws.client_timeout_seconds * 3
         )
-        if self.sqs.visibility_timeout_seconds < 3 * slowest_send:
-            raise ValueError(
-                "sqs.visibility_timeout_seconds must be at least 3 times the slowest provider "
-                f"call ({slowest_send:g} s)"
-            )
+        # A send_batch task sends and settles one batch: it lasts as long, at the most.
+        for key, visibility in (
+            ("sqs", self.sqs.visibility_timeout_seconds),
+            ("celery", self.celery.visibility_timeout_seconds),
+        ):
+            if visibility < 3 * slowest_send:
+                raise ValueError(
+                    f"{key}.visibility_timeout_seconds must be at least 3 times the slowest "
+                    f"provider call ({slowest_send:g} s)"
+                )
         if self.pipeline.backoff_max_seconds < self.pipeline.backoff_base_seconds:
             raise ValueError("pipeline.backoff_max_seconds must be >= backoff_base_seconds")
         return self

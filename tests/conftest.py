@@ -17,6 +17,28 @@ from emails.models import ApiKey
 pytest_plugins = ["tests.harness.fixtures"]
 
 
+# A test that uses any of these reaches the database (pytest-django's fixtures).
+DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+    | {"live_server", "django_db_setup", "admin_user", "admin_client", "django_user_model"}
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reaches the database ``database``: what the PostgreSQL pass of
+    ``.ci/run`` selects (``-m "database and not browser"``). Derived, never hand-kept, so that
+    the selection cannot silently shrink. The ``system`` tests share a stack per module and
+    the machine's CPU: under xdist they form one group, run in order by one worker while the
+    others take the rest. ``tryfirst``: before ``-m`` and xdist read the marks."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("django_db") or fixtures & DATABASE_FIXTURES:
+            item.add_marker(pytest.mark.database)
+        if item.get_closest_marker("system"):
+            item.add_marker(pytest.mark.xdist_group("processes"))
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     """The test moto server, on the port the test settings point every AWS client at."""

@@ -2,20 +2,23 @@
 
 The moto server is started by ``tests/conftest.py`` on a free port chosen here, before the
 configuration is loaded, so every process the tests start (workers included) inherits it.
+Under pytest-xdist each worker picks its own port (the controller's choice, inherited through
+the environment, would be the same for all of them), and gets its own test database (SQLite:
+a file named after its process; PostgreSQL: pytest-django's ``test_<name>_gw<N>``) and so its
+own database cache.
 """
 
 import os
-import socket
 import tempfile
 
+from tests.ports import unused_port
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-os.environ.setdefault("GOMAIL_TEST_MOTO_PORT", str(_free_port()))
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["GOMAIL_TEST_MOTO_PORT"] = str(unused_port())
+    os.environ["GOMAIL_AWS__ENDPOINT_URL"] = (
+        f"http://127.0.0.1:{os.environ['GOMAIL_TEST_MOTO_PORT']}"
+    )
+os.environ.setdefault("GOMAIL_TEST_MOTO_PORT", str(unused_port()))
 os.environ.setdefault(
     "GOMAIL_AWS__ENDPOINT_URL", f"http://127.0.0.1:{os.environ['GOMAIL_TEST_MOTO_PORT']}"
 )

@@ -6,9 +6,7 @@ moto server) are in ``tests/dispatch/conftest.py``.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,12 +15,15 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from devtools.moto_server import MotoServer
 from dispatch.inbox import ReceivedMessage, receive
+from dispatch.providers import OutgoingEmail
 from emails.wire import WireEmail
 from gomail_site.aws import aws_client, queue_url
+from tests.harness.emails import SENDER
+from tests.harness.queues import enqueue_raw as put
+from tests.harness.queues import queue_counts
 
-SENDER = "sender@example.com"  # example.com is verified in moto's SES by the `aws` fixture
+__all__ = ["SENDER", "put"]  # the harness's, under the names these tests use
 
 
 def wire_email(**overrides: Any) -> WireEmail:
@@ -40,16 +41,23 @@ def wire_email(**overrides: Any) -> WireEmail:
     return WireEmail(**fields)
 
 
+def outgoing_email(**overrides: str) -> OutgoingEmail:
+    """What a provider is handed: names, subject and body with non-ASCII and a comma."""
+    fields = {
+        "message_id": "0b6f2a1e-5c1d-4a8e-9d1f-2f0c1e9a7b33",
+        "from_email": SENDER,
+        "from_name": "Zoë Sender",
+        "to_email": "reader@example.org",
+        "to_name": "Doe, John",
+        "subject": "Grüße ✓",
+        "body": "Line 1\nLine 2 ✓",
+    }
+    fields.update(overrides)
+    return OutgoingEmail(**fields)
+
+
 def incoming_queue(index: int = 0) -> str:
     return settings.GOMAIL.sqs.incoming_queues[index]
-
-
-def put(body: str, queue: str | None = None) -> str:
-    """Send a raw body to an incoming queue; returns its SQS MessageId."""
-    answer = aws_client("sqs").send_message(
-        QueueUrl=queue_url(queue or incoming_queue()), MessageBody=body
-    )
-    return answer["MessageId"]
 
 
 def receive_exactly(count: int, queue: str | None = None) -> list[ReceivedMessage]:
@@ -65,14 +73,8 @@ def receive_exactly(count: int, queue: str | None = None) -> list[ReceivedMessag
 
 def levels(queue: str) -> tuple[int, int]:
     """(visible, in flight) of ``queue``."""
-    attributes = aws_client("sqs").get_queue_attributes(
-        QueueUrl=queue_url(queue),
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (
-        int(attributes["ApproximateNumberOfMessages"]),
-        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-    )
+    counts = queue_counts(queue)
+    return counts["visible"], counts["in_flight"]
 
 
 def drain(queue: str, *, attributes: bool = False) -> list[dict[str, Any]]:
@@ -98,23 +100,6 @@ def dead_letters() -> list[dict[str, Any]]:
 
 def dead_letter_reason(message: dict[str, Any]) -> str:
     return message["MessageAttributes"]["reason"]["StringValue"]
-
-
-def ses_sent(moto_server: MotoServer) -> list[dict[str, Any]]:
-    """What moto's SES has sent since the last reset."""
-    with urllib.request.urlopen(f"{moto_server.url}/moto-api/data.json", timeout=10) as answer:
-        data = json.load(answer)
-    return data.get("ses", {}).get("Message", [])
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
-    """Poll ``predicate`` until it returns something truthy, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
 
 
 def in_own_connection(function: Callable[..., Any]) -> Callable[..., Any]:

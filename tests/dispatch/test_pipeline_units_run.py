@@ -29,9 +29,9 @@ from tests.dispatch.realparts import (
     dead_letters,
     levels,
     put,
-    ses_sent,
     wire_email,
 )
+from tests.harness.queues import ses_messages
 
 pytestmark = pytest.mark.django_db
 
@@ -298,7 +298,7 @@ def test_end_to_end_in_process_every_message_is_sent_once(
     ]
     via_ses = [
         m["destinations"]["ToAddresses"][0].split("<")[-1].rstrip(">")
-        for m in ses_sent(moto_server)
+        for m in ses_messages(moto_server.url)
     ]
     assert sorted(via_sendgrid + via_ses) == sorted(e.to_email for e in emails)
     assert abs(len(via_sendgrid) - len(via_ses)) <= 1

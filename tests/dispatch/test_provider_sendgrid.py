@@ -4,7 +4,6 @@ through the real ``sendgrid`` library: no mocks.
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.error
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,9 @@ from dispatch.providers import (
     SendGridProvider,
 )
 from dispatch.providers.sendgrid import SENDGRID_STATUS_KINDS, retry_after_from_headers
+from tests.dispatch.realparts import outgoing_email
 from tests.harness.fixtures import STUB_API_KEY
+from tests.ports import unused_port
 
 API_KEY = STUB_API_KEY  # the key of conftest's shared stand-in
 
@@ -36,27 +37,6 @@ def provider_for(stub: SendGridStub, *, api_key: str = API_KEY, timeout: float =
     return SendGridProvider(api_key=api_key, host=stub.url, timeout_seconds=timeout)
 
 
-def make_email(**overrides: str) -> OutgoingEmail:
-    fields = {
-        "message_id": "0b6f2a1e-5c1d-4a8e-9d1f-2f0c1e9a7b33",
-        "from_email": "sender@example.com",
-        "from_name": "Zoë Sender",
-        "to_email": "reader@example.org",
-        "to_name": "Doe, John",
-        "subject": "Grüße ✓",
-        "body": "Line 1\nLine 2 ✓",
-    }
-    fields.update(overrides)
-    return OutgoingEmail(**fields)
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def send_expecting_error(provider: SendGridProvider, email: OutgoingEmail) -> ProviderError:
     with pytest.raises(ProviderError) as caught:
         provider.send(email)
@@ -67,7 +47,7 @@ def send_expecting_error(provider: SendGridProvider, email: OutgoingEmail) -> Pr
 
 
 def test_send_posts_names_subject_plain_text_and_custom_args(sendgrid: SendGridStub) -> None:
-    result = provider_for(sendgrid).send(make_email())
+    result = provider_for(sendgrid).send(outgoing_email())
 
     [message] = sendgrid.messages()
     assert result.provider_message_id == message["messageId"]
@@ -81,7 +61,7 @@ def test_send_posts_names_subject_plain_text_and_custom_args(sendgrid: SendGridS
 
 
 def test_absent_names_are_left_out(sendgrid: SendGridStub) -> None:
-    provider_for(sendgrid).send(make_email(from_name="", to_name=""))
+    provider_for(sendgrid).send(outgoing_email(from_name="", to_name=""))
 
     payload = sendgrid.messages()[0]["payload"]
     assert payload["from"] == {"email": "sender@example.com"}
@@ -90,13 +70,13 @@ def test_absent_names_are_left_out(sendgrid: SendGridStub) -> None:
 
 def test_empty_subject_is_sent_as_a_single_space(sendgrid: SendGridStub) -> None:
     # SendGrid requires a non-empty subject; one space shows as blank in mail clients.
-    provider_for(sendgrid).send(make_email(subject=""))
+    provider_for(sendgrid).send(outgoing_email(subject=""))
 
     assert sendgrid.messages()[0]["payload"]["subject"] == " "
 
 
 def test_idn_domain_is_sent_in_punycode(sendgrid: SendGridStub) -> None:
-    provider_for(sendgrid).send(make_email(to_email="leser@bücher.example"))
+    provider_for(sendgrid).send(outgoing_email(to_email="leser@bücher.example"))
 
     to = sendgrid.messages()[0]["payload"]["personalizations"][0]["to"]
     assert to == [{"email": "leser@xn--bcher-kva.example", "name": "Doe, John"}]
@@ -104,7 +84,7 @@ def test_idn_domain_is_sent_in_punycode(sendgrid: SendGridStub) -> None:
 
 def test_concurrent_sends_through_one_provider(sendgrid: SendGridStub) -> None:
     provider = provider_for(sendgrid)
-    emails = [make_email(message_id=f"id-{n}", to_email=f"r{n}@example.org") for n in range(16)]
+    emails = [outgoing_email(message_id=f"id-{n}", to_email=f"r{n}@example.org") for n in range(16)]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(provider.send, emails))
@@ -141,7 +121,7 @@ def test_injected_status_is_classified_by_the_table(
 ) -> None:
     sendgrid.configure(fail_rate=1.0, fail_status=status)
 
-    error = send_expecting_error(provider_for(sendgrid), make_email())
+    error = send_expecting_error(provider_for(sendgrid), outgoing_email())
 
     assert error.kind is kind
     assert error.status_code == status
@@ -167,7 +147,7 @@ def test_status_table_matches_the_design() -> None:
 def test_throttling_carries_retry_after(sendgrid: SendGridStub) -> None:
     sendgrid.configure(fail_rate=1.0, fail_status=429, retry_after_seconds=7)
 
-    error = send_expecting_error(provider_for(sendgrid), make_email())
+    error = send_expecting_error(provider_for(sendgrid), outgoing_email())
 
     assert error.kind is ErrorKind.TRANSIENT
     assert error.status_code == 429
@@ -187,7 +167,7 @@ def test_retry_after_falls_back_to_the_rate_limit_reset_epoch() -> None:
 def test_payload_sendgrid_rejects_is_permanent(sendgrid: SendGridStub) -> None:
     # A real validation answer, not an injected one.
     error = send_expecting_error(
-        provider_for(sendgrid), make_email(to_email="two words@example.org")
+        provider_for(sendgrid), outgoing_email(to_email="two words@example.org")
     )
 
     assert error.kind is ErrorKind.PERMANENT
@@ -198,7 +178,7 @@ def test_payload_sendgrid_rejects_is_permanent(sendgrid: SendGridStub) -> None:
 def test_wrong_key_is_provider_config_and_never_quoted(sendgrid: SendGridStub) -> None:
     wrong_key = "SG.wrong-key-that-must-not-leak"
 
-    error = send_expecting_error(provider_for(sendgrid, api_key=wrong_key), make_email())
+    error = send_expecting_error(provider_for(sendgrid, api_key=wrong_key), outgoing_email())
 
     assert error.kind is ErrorKind.PROVIDER_CONFIG
     assert error.status_code == 401
@@ -218,7 +198,7 @@ def test_answer_slower_than_the_timeout_is_transient_with_unknown_outcome(
     provider = provider_for(sendgrid, timeout=0.3)
 
     started = time.monotonic()
-    error = send_expecting_error(provider, make_email())
+    error = send_expecting_error(provider, outgoing_email())
     elapsed = time.monotonic() - started
 
     assert elapsed < 1.2  # the client's timeout fired, not the stand-in's delay
@@ -234,9 +214,9 @@ def test_answer_slower_than_the_timeout_is_transient_with_unknown_outcome(
 
 
 def test_closed_port_is_transient_and_known_not_sent() -> None:
-    provider = SendGridProvider(API_KEY, host=f"http://127.0.0.1:{closed_port()}")
+    provider = SendGridProvider(API_KEY, host=f"http://127.0.0.1:{unused_port()}")
 
-    error = send_expecting_error(provider, make_email())
+    error = send_expecting_error(provider, outgoing_email())
 
     assert error.kind is ErrorKind.TRANSIENT
     assert error.code == "ConnectionRefusedError"

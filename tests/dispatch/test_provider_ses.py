@@ -6,12 +6,10 @@ code or class: that is data, not a mock.
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 import socket
 import threading
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.header import decode_header, make_header
@@ -26,13 +24,14 @@ from devtools.moto_server import MotoServer, start_moto_server
 from dispatch.providers import (
     PROVIDER_CLASSES,
     ErrorKind,
-    OutgoingEmail,
     ProviderError,
     SesProvider,
 )
 from dispatch.providers.ses import BOTOCORE_ERROR_RULES, SES_ERROR_KINDS
+from tests.dispatch.realparts import SENDER, outgoing_email
+from tests.harness.queues import ses_messages
+from tests.ports import unused_port
 
-SENDER = "sender@example.com"
 REGION = "us-east-1"
 
 
@@ -76,32 +75,6 @@ def ses_client(endpoint_url: str, *, read_timeout: float = 10.0) -> Any:
     )
 
 
-def sent_messages(moto: MotoServer) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"{moto.url}/moto-api/data.json", timeout=10) as response:
-        return json.load(response)["ses"]["Message"]
-
-
-def make_email(**overrides: str) -> OutgoingEmail:
-    fields = {
-        "message_id": "0b6f2a1e-5c1d-4a8e-9d1f-2f0c1e9a7b33",
-        "from_email": SENDER,
-        "from_name": "Gomail",
-        "to_email": "reader@example.org",
-        "to_name": "Reader",
-        "subject": "Hello",
-        "body": "Plain text body",
-    }
-    fields.update(overrides)
-    return OutgoingEmail(**fields)
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def client_error(code: str, status: int = 400, message: str = "details") -> boto_errors.ClientError:
     response = {
         "Error": {"Code": code, "Message": message, "Type": "Sender"},
@@ -115,7 +88,7 @@ def client_error(code: str, status: int = 400, message: str = "details") -> boto
 
 def test_send_delivers_encoded_names_idn_subject_and_body(moto_ses: MotoServer) -> None:
     provider = SesProvider(ses_client(moto_ses.url))
-    email = make_email(
+    email = outgoing_email(
         from_name="Zoë Ünïcode",
         to_email="leser@bücher.example",
         to_name="Doe, John",
@@ -125,7 +98,7 @@ def test_send_delivers_encoded_names_idn_subject_and_body(moto_ses: MotoServer) 
 
     result = provider.send(email)
 
-    [message] = sent_messages(moto_ses)
+    [message] = ses_messages(moto_ses.url)
     assert result.provider_message_id == message["id"]
     assert message["source"].isascii()
     assert message["source"] == "=?utf-8?b?Wm/DqyDDnG7Dr2NvZGU=?= <sender@example.com>"
@@ -137,30 +110,30 @@ def test_send_delivers_encoded_names_idn_subject_and_body(moto_ses: MotoServer) 
 
 
 def test_send_without_names_uses_bare_addresses(moto_ses: MotoServer) -> None:
-    SesProvider(ses_client(moto_ses.url)).send(make_email(from_name="", to_name=""))
+    SesProvider(ses_client(moto_ses.url)).send(outgoing_email(from_name="", to_name=""))
 
-    [message] = sent_messages(moto_ses)
+    [message] = ses_messages(moto_ses.url)
     assert message["source"] == SENDER
     assert message["destinations"] == {"ToAddresses": ["reader@example.org"]}
 
 
 def test_empty_subject_is_sent_as_empty(moto_ses: MotoServer) -> None:
-    SesProvider(ses_client(moto_ses.url)).send(make_email(subject=""))
+    SesProvider(ses_client(moto_ses.url)).send(outgoing_email(subject=""))
 
-    [message] = sent_messages(moto_ses)
+    [message] = ses_messages(moto_ses.url)
     assert message["subject"] == ""
 
 
 def test_payload_carries_utf8_charsets_and_the_gomail_id_tag() -> None:
-    payload = SesProvider(client=None).build_payload(make_email())
+    payload = SesProvider(client=None).build_payload(outgoing_email())
 
     assert payload["Message"]["Subject"]["Charset"] == "UTF-8"
     assert payload["Message"]["Body"]["Text"]["Charset"] == "UTF-8"
-    assert payload["Tags"] == [{"Name": "gomail_id", "Value": make_email().message_id}]
+    assert payload["Tags"] == [{"Name": "gomail_id", "Value": outgoing_email().message_id}]
 
 
 def test_message_id_ses_cannot_tag_is_sent_untagged() -> None:
-    payload = SesProvider(client=None).build_payload(make_email(message_id="sqs:id/with+chars"))
+    payload = SesProvider(client=None).build_payload(outgoing_email(message_id="sqs:id/with+chars"))
 
     assert "Tags" not in payload
 
@@ -169,7 +142,7 @@ def test_unverified_sender_is_permanent(moto_ses: MotoServer) -> None:
     provider = SesProvider(ses_client(moto_ses.url))
 
     with pytest.raises(ProviderError) as caught:
-        provider.send(make_email(from_email="stranger@unverified.example"))
+        provider.send(outgoing_email(from_email="stranger@unverified.example"))
 
     error = caught.value
     assert error.kind is ErrorKind.PERMANENT
@@ -179,7 +152,7 @@ def test_unverified_sender_is_permanent(moto_ses: MotoServer) -> None:
     assert error.outcome_unknown is False
     assert error.counts_against_health is False
     assert "MessageRejected" in error.reason
-    assert sent_messages(moto_ses) == []
+    assert ses_messages(moto_ses.url) == []
 
 
 @pytest.mark.parametrize(
@@ -198,19 +171,19 @@ def test_addresses_ses_cannot_carry_are_permanent_and_not_sent(
     provider = SesProvider(ses_client(moto_ses.url))
 
     with pytest.raises(ProviderError) as caught:
-        provider.send(make_email(**overrides))
+        provider.send(outgoing_email(**overrides))
 
     assert caught.value.kind is ErrorKind.PERMANENT
     assert caught.value.outcome_unknown is False
     assert reason_part in caught.value.reason
-    assert sent_messages(moto_ses) == []
+    assert ses_messages(moto_ses.url) == []
 
 
 def test_unreachable_endpoint_is_transient_and_known_not_sent() -> None:
-    provider = SesProvider(ses_client(f"http://127.0.0.1:{closed_port()}"))
+    provider = SesProvider(ses_client(f"http://127.0.0.1:{unused_port()}"))
 
     with pytest.raises(ProviderError) as caught:
-        provider.send(make_email())
+        provider.send(outgoing_email())
 
     error = caught.value
     assert error.kind is ErrorKind.TRANSIENT
@@ -257,7 +230,7 @@ def test_no_answer_before_read_timeout_is_transient_with_unknown_outcome() -> No
         provider = SesProvider(ses_client(url, read_timeout=0.5))
 
         with pytest.raises(ProviderError) as caught:
-            provider.send(make_email())
+            provider.send(outgoing_email())
 
     assert received.is_set()
     assert caught.value.kind is ErrorKind.TRANSIENT
@@ -272,7 +245,7 @@ def test_connection_closed_after_the_request_is_transient_with_unknown_outcome()
         provider = SesProvider(ses_client(url))
 
         with pytest.raises(ProviderError) as caught:
-            provider.send(make_email())
+            provider.send(outgoing_email())
 
     assert received.is_set()
     assert caught.value.kind is ErrorKind.TRANSIENT
@@ -288,7 +261,7 @@ def test_missing_credentials_are_provider_config(
     provider = SesProvider(ses_client(moto_ses.url))
 
     with pytest.raises(ProviderError) as caught:
-        provider.send(make_email())
+        provider.send(outgoing_email())
 
     assert caught.value.kind is ErrorKind.PROVIDER_CONFIG
     assert caught.value.code == "NoCredentialsError"
@@ -309,7 +282,7 @@ def test_unexpected_exception_is_transient_unknown_and_keeps_the_body_out(
     client.meta.events.register("before-send.ses.SendEmail", explode)
 
     with pytest.raises(ProviderError) as caught:
-        SesProvider(client).send(make_email(body=secret_body))
+        SesProvider(client).send(outgoing_email(body=secret_body))
 
     error = caught.value
     assert error.kind is ErrorKind.TRANSIENT
@@ -324,7 +297,7 @@ def test_bug_while_building_the_request_is_transient_and_known_not_sent(
 ) -> None:
     # A malformed email (None where text belongs) makes build_payload fail: a bug, not the
     # message's fault, so never PERMANENT; nothing left the process, so the outcome is known.
-    email = make_email(from_name=None)  # type: ignore[arg-type]
+    email = outgoing_email(from_name=None)  # type: ignore[arg-type]
 
     with pytest.raises(ProviderError) as caught:
         SesProvider(ses_client(moto_ses.url)).send(email)
@@ -332,7 +305,7 @@ def test_bug_while_building_the_request_is_transient_and_known_not_sent(
     assert caught.value.kind is ErrorKind.TRANSIENT
     assert caught.value.outcome_unknown is False
     assert caught.value.code == "TypeError"
-    assert sent_messages(moto_ses) == []
+    assert ses_messages(moto_ses.url) == []
 
 
 # --- the tables ----------------------------------------------------------------------------
@@ -455,7 +428,7 @@ def test_reasons_are_one_short_line() -> None:
 
 
 def test_outgoing_email_repr_leaves_the_body_out() -> None:
-    assert "Plain text body" not in repr(make_email())
+    assert "Line 1" not in repr(outgoing_email())
 
 
 def test_ses_is_registered_under_its_name() -> None:

@@ -27,10 +27,10 @@ from tests.dispatch.realparts import (
     levels,
     put,
     receive_exactly,
-    ses_sent,
-    wait_until,
     wire_email,
 )
+from tests.harness.queues import ses_messages
+from tests.harness.waiting import wait_for
 
 # transaction=True: send_batch delivers in threads, each with its own database connection.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,7 +78,7 @@ def test_success_on_sendgrid(aws, providers, sendgrid_stub, moto_server):
     assert sent["payload"]["subject"] == "Grüße 🚀"
     assert sent["payload"]["content"][0]["value"] == 'Hé "there" 日本'
     assert sent["payload"]["custom_args"] == {"gomail_id": email.id}
-    assert ses_sent(moto_server) == []
+    assert ses_messages(moto_server.url) == []
     record = Email.objects.get(id=email.id)
     assert record.status == Email.Status.SENT
     assert (record.provider, record.provider_message_id) == ("sendgrid", sent["messageId"])
@@ -96,7 +96,7 @@ def test_success_on_ses_for_a_batch_of_several(aws, providers, sendgrid_stub, mo
     outcome = send_batch("ses", uuid.uuid4().hex, messages, providers=providers)
 
     assert outcome == BatchOutcome(sent=12)
-    sent = ses_sent(moto_server)
+    sent = ses_messages(moto_server.url)
     assert sorted(parseaddr(m["destinations"]["ToAddresses"][0])[1] for m in sent) == sorted(
         e.to_email for e in emails
     )
@@ -140,7 +140,7 @@ def test_a_poison_message_goes_to_the_dead_letter_queue(
     assert dead_letter_reason(dead).startswith("undecodable message")
     assert levels(incoming_queue()) == (0, 0)
     assert sendgrid_stub.snapshot()["attempts"] == 0
-    assert ses_sent(moto_server) == []
+    assert ses_messages(moto_server.url) == []
     assert Email.objects.count() == 0
     assert health_store.read_outcomes([batch_id]) == {batch_id: BatchOutcome().to_dict()}
 
@@ -161,7 +161,7 @@ def test_a_sendgrid_rejection_is_sent_through_ses(aws, providers, sendgrid_stub,
     # SendGrid's batch: its rejection is the message's fault, not SendGrid's.
     assert outcome == BatchOutcome(permanent=1)
     assert sendgrid_stub.messages() == []
-    [sent] = ses_sent(moto_server)
+    [sent] = ses_messages(moto_server.url)
     assert sent["destinations"]["ToAddresses"] == ["Reader <fallback@example.org>"]
     record = Email.objects.get(id=email.id)
     assert record.status == Email.Status.SENT
@@ -185,7 +185,7 @@ def test_rejected_by_both_goes_to_the_dead_letter_queue(aws, providers, sendgrid
     outcome = send_batch("ses", uuid.uuid4().hex, messages, providers=providers)
 
     assert outcome == BatchOutcome(permanent=1)
-    assert ses_sent(moto_server) == []
+    assert ses_messages(moto_server.url) == []
     assert sendgrid_stub.messages() == []
     [dead] = dead_letters()
     assert dead["Body"] == email.encode()
@@ -219,7 +219,7 @@ def test_a_sendgrid_outage_hands_the_message_back_with_a_backoff(
     assert len(outcome.errors) == 1 and "HTTP 500" in outcome.errors[0]
     assert health_store.read_outcomes([batch_id]) == {batch_id: outcome.to_dict()}
     # Not failed over: a transient failure goes back to the queue, for any provider.
-    assert ses_sent(moto_server) == []
+    assert ses_messages(moto_server.url) == []
     record = Email.objects.get(id=email.id)
     assert record.status == Email.Status.FAILED
     assert "HTTP 500" in record.last_error
@@ -259,7 +259,7 @@ def test_an_already_sent_message_is_deleted_and_not_sent_again(
     assert outcome == BatchOutcome()
     assert outcome.provider_answers == 0
     assert sendgrid_stub.snapshot()["attempts"] == 0
-    assert ses_sent(moto_server) == []
+    assert ses_messages(moto_server.url) == []
     assert levels(incoming_queue()) == (0, 0)
     record = Email.objects.get(id=email.id)
     assert (record.status, record.attempts, record.provider) == (Email.Status.SENT, 1, "ses")
@@ -366,9 +366,9 @@ def test_a_timeout_after_submission_is_retried_and_counted_as_a_possible_duplica
     assert record.unknown_outcomes == 1  # it may have been delivered: a retry may duplicate it
     attempt = record.attempt_log.get()
     assert (attempt.outcome, attempt.outcome_unknown) == ("transient", True)
-    assert ses_sent(moto_server) == []  # not failed over: a retry goes through the queue
+    assert ses_messages(moto_server.url) == []  # not failed over: a retry goes through the queue
     assert levels(incoming_queue()) == (0, 1)
-    assert wait_until(lambda: len(sendgrid_stub.messages()) == 1, timeout=3)
+    wait_for(lambda: len(sendgrid_stub.messages()) == 1, 15, "the late send to be recorded")
 
 
 def test_a_provider_refusing_our_credentials_counts_against_it_and_retries(
@@ -387,7 +387,7 @@ def test_a_provider_refusing_our_credentials_counts_against_it_and_retries(
     assert (outcome.provider_config, outcome.sent, outcome.permanent) == (1, 0, 0)
     assert outcome.health_failures == 1
     assert "HTTP 401" in outcome.errors[0]
-    assert ses_sent(moto_server) == []
+    assert ses_messages(moto_server.url) == []
     record = Email.objects.get(id=email.id)
     assert record.status == Email.Status.FAILED
     assert record.rejections == {}  # not the message's fault: SendGrid may take it later

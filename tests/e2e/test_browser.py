@@ -22,7 +22,7 @@ from tests import harness
 from tests.e2e.conftest import PageFactory, screenshot
 from tests.harness.pipeline import PipelineLoop
 
-pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.system, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "correct horse battery staple"
 PHONE = {"width": 375, "height": 740}

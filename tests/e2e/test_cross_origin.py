@@ -38,7 +38,7 @@ from tests.e2e.test_browser import (
 )
 from tests.harness.pipeline import PipelineLoop
 
-pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.system, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 FRONTEND = harness.REPO_ROOT / "frontend"
 VITE = FRONTEND / "node_modules" / ".bin" / "vite"

@@ -17,6 +17,7 @@ its stand-ins or the pipeline uses it (``from tests import harness``).
 from tests.harness.emails import (
     SENDER,
     email_fields,
+    enqueue_from_another_producer,
     enqueue_wire,
     new_subject,
     send_through_api,
@@ -84,6 +85,7 @@ __all__ = [
     "dead_letters",
     "drive_pipeline",
     "email_fields",
+    "enqueue_from_another_producer",
     "enqueue_raw",
     "enqueue_wire",
     "health_states",

@@ -8,7 +8,8 @@ import json
 import uuid
 from typing import Any
 
-from tests.harness.queues import enqueue_raw, incoming_queues
+from tests.harness.queues import enqueue_raw, enqueue_raw_batch, incoming_queues, queue_counts
+from tests.harness.waiting import wait_for
 
 SENDER = "sender@example.com"  # in the verified SES identity of the test configuration
 SUBJECT_PREFIX = "gomail-it"
@@ -47,25 +48,54 @@ def send_through_api(client: Any, count: int, **overrides: str) -> list[str]:
     return ids
 
 
+def wire_emails(count: int, **overrides: str) -> list[Any]:
+    """``count`` valid ``WireEmail``s with unique subjects, accepted now."""
+    from django.utils import timezone
+
+    from emails.wire import WIRE_FIELDS, WireEmail
+
+    emails = []
+    for index in range(count):
+        fields = email_fields(index, **overrides)
+        emails.append(
+            WireEmail(
+                id=str(uuid.uuid4()),
+                accepted_at=timezone.now(),
+                **{attribute: fields[key] for key, attribute in WIRE_FIELDS.items()},
+            )
+        )
+    return emails
+
+
 def enqueue_wire(count: int, **overrides: str) -> list[str]:
     """Create ``count`` email records and put their wire messages on the incoming queues
     (alternating), as the API does but without HTTP. Returns their ids."""
-    from django.utils import timezone
-
     from emails.records import record_accepted
-    from emails.wire import WIRE_FIELDS, WireEmail
 
-    ids = []
     queues = incoming_queues()
-    for index in range(count):
-        fields = email_fields(index, **overrides)
-        email = WireEmail(
-            id=str(uuid.uuid4()),
-            accepted_at=timezone.now(),
-            **{attribute: fields[key] for key, attribute in WIRE_FIELDS.items()},
-        )
+    emails = wire_emails(count, **overrides)
+    for index, email in enumerate(emails):
         queue = queues[index % len(queues)]
         record_accepted(email, queue)
         enqueue_raw(email.encode(), queue)
-        ids.append(email.id)
-    return ids
+    return [email.id for email in emails]
+
+
+def enqueue_from_another_producer(count: int, *, backlog: int | None = None) -> list[str]:
+    """Put ``count`` wire messages on the incoming queues (alternating, ten per SendMessageBatch
+    call) as another producer of the original's format would: no record (the worker that
+    claims one creates it). With ``backlog``, each call waits while the incoming queues hold
+    that many visible messages: a producer faster than the pipeline, kept to a backlog moto
+    serves quickly (its receives scan every message of a queue). Returns their ids."""
+    queues = incoming_queues()
+    emails = wire_emails(count)
+
+    def room() -> bool:
+        return sum(queue_counts(name)["visible"] for name in queues) < (backlog or 0)
+
+    for start in range(0, count, 10):
+        if backlog is not None:
+            wait_for(room, 120, f"fewer than {backlog} messages waiting", interval=0.1)
+        queue = queues[(start // 10) % len(queues)]
+        enqueue_raw_batch([email.encode() for email in emails[start : start + 10]], queue)
+    return [email.id for email in emails]

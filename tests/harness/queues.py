@@ -109,6 +109,15 @@ def enqueue_raw(body: str, queue: str | None = None) -> str:
     return _sqs().send_message(QueueUrl=queue_url(name), MessageBody=body)["MessageId"]
 
 
+def enqueue_raw_batch(bodies: Sequence[str], queue: str) -> None:
+    """Put up to ten ``bodies`` on ``queue`` in one SendMessageBatch call; all must succeed."""
+    from gomail_site.aws import queue_url
+
+    entries = [{"Id": str(index), "MessageBody": body} for index, body in enumerate(bodies)]
+    answer = _sqs().send_message_batch(QueueUrl=queue_url(queue), Entries=entries)
+    assert not answer.get("Failed"), answer["Failed"]
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     message_id: str

@@ -1,10 +1,13 @@
-"""Delivery through real provider workers: every accepted email is sent exactly once, poison
-goes to the dead-letter queue with its reason, a permanent rejection is sent by the other
-provider (DESIGN.md sections 2, 5, 6, 9).
+"""Delivery through real provider workers: every accepted email is sent exactly once, a
+permanent rejection is sent by the other provider, and health-routed failover (DESIGN.md
+sections 2, 5, 5.4, 5.6, 6, 9, 9.2). Poison messages and a worker killed mid-batch are the
+system suite's scenarios (``tests/system/test_faults.py``).
 
 One provider worker (``-Q ses,sendgrid``, as the Procfile runs it) serves the whole module;
 the pipeline runs in the test process (``run_pipeline(dispatch_batch)``), so each test decides
-when it runs and sees every run's report.
+when it runs and sees every run's report. SendGrid's outage and recovery are played by the
+stand-in (``fail_rate``/``fail_status``) while emails keep arriving through the API every
+``PAUSE`` seconds, so every run's split and the health it was based on can be checked.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ import time
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.utils import timezone
 
 from devtools.moto_server import MotoServer
 from devtools.sendgrid_stub import SendGridStub
+from dispatch import health_store
+from dispatch.health import HealthState
 from emails.models import Email
 from tests import harness
 from tests.harness.fixtures import GroupFactory
@@ -25,6 +32,9 @@ pytestmark = [pytest.mark.system, pytest.mark.django_db(transaction=True)]
 
 # An allowed sender (api.allowed_senders: example.com) that moto's SES has not verified.
 UNVERIFIED_IN_MOTO = "news@EXAMPLE.COM"
+THRESHOLD = 3
+PAUSE = 0.5  # seconds between pipeline runs, as beat's interval would be
+PER_RUN = 10  # emails accepted through the API before each run
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +49,13 @@ def ready(
     provider_worker: harness.ProcessGroup, clean_slate: None, gomail_overrides: Any
 ) -> harness.ProcessGroup:
     return provider_worker
+
+
+@pytest.fixture
+def thresholds(ready: harness.ProcessGroup, gomail_overrides: Any) -> harness.ProcessGroup:
+    """``ready``, with THRESHOLD failures or passes in a row to flip SendGrid's health."""
+    gomail_overrides({"health": {"unhealthy_threshold": THRESHOLD, "healthy_threshold": THRESHOLD}})
+    return ready
 
 
 def settle(ids: list[str], timeout: float = 60) -> list[harness.PipelineRun]:
@@ -69,40 +86,6 @@ def test_two_hundred_emails_through_the_api_are_each_sent_once_by_both_providers
     assert abs(by_ses - by_sendgrid) <= len(runs), (by_ses, by_sendgrid)
     assert sum(run.report.read for run in runs) == 200  # nothing was read twice
     assert ledger.stub_attempts == by_sendgrid
-
-
-def test_undecodable_messages_go_to_the_dead_letter_queue_with_their_reason(
-    ready: harness.ProcessGroup, sendgrid_stub: SendGridStub, integration_aws: MotoServer
-) -> None:
-    queue = harness.incoming_queues()[0]
-    poison = {
-        "this is not JSON {": "undecodable message: body is not JSON",
-        json.dumps({"email": "not an object"}): (
-            'undecodable message: body is not an object with an "email" object'
-        ),
-        json.dumps({"email": {"fromEmail": harness.SENDER, "body": "no recipient"}}): (
-            "undecodable message: missing required field(s): toEmail"
-        ),
-    }
-    sqs_ids = {harness.enqueue_raw(body, queue): body for body in poison}
-    good = harness.enqueue_wire(4)  # in the same runs, to the same workers
-
-    harness.drive_pipeline(
-        lambda: harness.settled(good) and len(harness.dead_letters()) == len(poison), 60
-    )
-
-    ledger = harness.take_ledger(good, sendgrid_stub, integration_aws.url)
-    ledger.assert_each_sent_once()
-    assert {d.attributes["sourceMessageId"] for d in ledger.dead} == set(sqs_ids)
-    for dead in ledger.dead:
-        body = sqs_ids[dead.attributes["sourceMessageId"]]
-        assert dead.body == body  # kept as it was, for an operator to inspect or replay
-        assert dead.attributes["reason"].startswith(poison[body]), dead.attributes
-        assert dead.attributes["sourceQueue"] == queue
-        assert dead.attributes["receiveCount"] == "1"
-        assert "emailId" not in dead.attributes
-    # The incoming queue no longer holds them (settled() saw it empty): moved, not copied.
-    assert harness.queue_counts(queue) == {"visible": 0, "in_flight": 0, "delayed": 0}
 
 
 def _assert_both_healthy() -> None:
@@ -179,3 +162,138 @@ def test_a_message_every_provider_rejects_is_dead_lettered_with_each_reason(
         assert json.loads(dead.body)["id"] == email_id
         assert Email.objects.get(id=email_id).last_error == reason
     _assert_both_healthy()
+
+
+# --- failover ------------------------------------------------------------------------------
+
+
+def sendgrid_health(run: harness.PipelineRun) -> HealthState:
+    return run.health_after["sendgrid"]
+
+
+def batches_to(provider: str, run: harness.PipelineRun) -> int:
+    """How many batches a run dispatched to ``provider`` (its share cut by batch size)."""
+    return -(-run.sent_to.get(provider, 0) // settings.GOMAIL.pipeline.batch_size)
+
+
+def assert_probes_only(runs: list[harness.PipelineRun]) -> None:
+    """Runs that split with SendGrid unhealthy gave it exactly one message (a probe) whenever
+    SES could have one first, never more."""
+    for run in runs:
+        assert run.report.health["sendgrid"] is False
+        expected = 1 if run.report.read >= 2 else 0
+        assert run.sent_to.get("sendgrid", 0) == expected, (run.report, expected)
+
+
+def test_sendgrid_outage_gets_only_probes_after_the_threshold_and_loses_nothing(
+    thresholds: harness.ProcessGroup,
+    client_with_key: Any,
+    sendgrid_stub: SendGridStub,
+    integration_aws: MotoServer,
+) -> None:
+    sendgrid_stub.configure(fail_rate=1, fail_status=500)
+    ids: list[str] = []
+
+    def feed(run_index: int) -> None:
+        if run_index < 8:
+            ids.extend(harness.send_through_api(client_with_key, PER_RUN))
+
+    started = time.monotonic()
+    runs = harness.drive_pipeline(
+        lambda: len(ids) == 8 * PER_RUN and harness.settled(ids), 120, pause=PAUSE, before_each=feed
+    )
+
+    # The run that first split with SendGrid unhealthy, and the state the run before left.
+    flip = next(i for i, run in enumerate(runs) if not sendgrid_health(run).healthy)
+    before = sendgrid_health(runs[flip - 1]) if flip else HealthState()
+    after = sendgrid_health(runs[flip])
+    # It turned on the THRESHOLD-th consecutive failing batch, folded in dispatch order.
+    assert before.healthy and before.consecutive_failures < THRESHOLD, before
+    assert after.consecutive_failures >= THRESHOLD and after.consecutive_passes == 0, after
+    assert "HTTP 500" in after.last_error and after.changed_at is not None
+    sendgrid_batches_while_healthy = sum(batches_to("sendgrid", run) for run in runs[:flip])
+    assert sendgrid_batches_while_healthy >= THRESHOLD
+    # From then on SendGrid only ever got a probe, and stayed unhealthy (every probe failed).
+    assert_probes_only(runs[flip:])
+    assert all(not sendgrid_health(run).healthy for run in runs[flip:])
+
+    ledger = harness.take_ledger(ids, sendgrid_stub, integration_aws.url)
+    ledger.assert_each_sent_once()
+    assert ledger.delivered_by("ses") == len(ids)
+    # One attempt at SendGrid per message dispatched to it; each one failed and came back.
+    sent_to_sendgrid = sum(run.sent_to.get("sendgrid", 0) for run in runs)
+    assert ledger.stub_attempts == ledger.stub_failures == sent_to_sendgrid
+    assert not ledger.dead
+    print(
+        f"outage: SendGrid unhealthy from run {flip + 1} "
+        f"({runs[flip].started - started:.1f}s), after {sendgrid_batches_while_healthy} "
+        f"SendGrid batches dispatched while healthy ({before.consecutive_failures} failing "
+        f"observations folded before, {after.consecutive_failures} at the flip); then "
+        f"{len(runs) - flip} runs with {sum(r.sent_to.get('sendgrid', 0) for r in runs[flip:])} "
+        f"probes; {len(runs)} runs, {time.monotonic() - started:.1f}s; {ledger.summary()}"
+    )
+
+
+def test_sendgrid_recovers_after_the_threshold_of_passing_probes_and_takes_half_again(
+    thresholds: harness.ProcessGroup,
+    client_with_key: Any,
+    sendgrid_stub: SendGridStub,
+    integration_aws: MotoServer,
+) -> None:
+    # Where an outage left it (the pipeline is the only writer, and none runs yet).
+    health_store.save_state(
+        "sendgrid",
+        HealthState(
+            healthy=False,
+            consecutive_failures=THRESHOLD,
+            changed_at=timezone.now(),
+            last_error="HTTP 500: outage (seeded by the test)",
+        ),
+    )
+    ids: list[str] = []
+    runs: list[harness.PipelineRun] = []
+    extra_runs = 6  # runs fed with emails once SendGrid is healthy again
+
+    def recovered_in() -> int | None:
+        """Index of the first run that split with SendGrid healthy again."""
+        return next((i for i, run in enumerate(runs) if sendgrid_health(run).healthy), None)
+
+    def feed(run_index: int) -> None:
+        flip = recovered_in()
+        if flip is None or run_index - flip < extra_runs:
+            ids.extend(harness.send_through_api(client_with_key, PER_RUN))
+
+    def until() -> bool:
+        flip = recovered_in()
+        return flip is not None and len(runs) - flip > extra_runs and harness.settled(ids)
+
+    started = time.monotonic()
+    harness.drive_pipeline(until, 120, pause=PAUSE, before_each=feed, runs=runs)
+
+    flip = recovered_in()
+    assert flip is not None and flip > 0
+    before, after = sendgrid_health(runs[flip - 1]), sendgrid_health(runs[flip])
+    # Healthy again on the THRESHOLD-th consecutive passing probe, not before.
+    assert not before.healthy and before.consecutive_passes < THRESHOLD, before
+    assert after.healthy and after.consecutive_passes >= THRESHOLD, after
+    assert after.consecutive_failures == 0
+    assert_probes_only(runs[:flip])
+    probes = sum(run.sent_to.get("sendgrid", 0) for run in runs[:flip])
+    assert probes >= THRESHOLD
+    # Healthy again: an equal split of every run (one message apart at most, for odd counts).
+    shares = [(r.sent_to.get("ses", 0), r.sent_to.get("sendgrid", 0)) for r in runs[flip:]]
+    assert all(abs(ses - sendgrid) <= 1 for ses, sendgrid in shares), shares
+    fed_after = sum(ses + sendgrid for ses, sendgrid in shares)
+    sendgrid_after = sum(sendgrid for _, sendgrid in shares)
+    assert fed_after >= extra_runs * PER_RUN
+    odd_runs = sum((ses + sendgrid) % 2 for ses, sendgrid in shares)
+    assert abs(fed_after - 2 * sendgrid_after) <= odd_runs, shares
+
+    ledger = harness.take_ledger(ids, sendgrid_stub, integration_aws.url)
+    ledger.assert_each_sent_once()
+    assert ledger.delivered_by("sendgrid") == probes + sendgrid_after
+    print(
+        f"recovery: {probes} probes over {flip} runs, healthy from run {flip + 1} "
+        f"({runs[flip].started - started:.1f}s after the first run); afterwards SendGrid took "
+        f"{sendgrid_after} of {fed_after} ({sendgrid_after / fed_after:.0%}); {ledger.summary()}"
+    )

@@ -123,3 +123,18 @@ def test_cross_site_cookies_come_with_production_mode(tmp_path):
     )
 
     assert config.security.cookie_samesite == "None"
+
+
+@pytest.mark.parametrize("key", ["sqs", "celery"])
+def test_a_visibility_timeout_must_outlast_three_of_the_slowest_provider_calls(tmp_path, key):
+    # The slowest call: SendGrid's 4 s timeout, or an AWS call (1 s) retried 3 times.
+    timeouts = (
+        "aws:\n  client_timeout_seconds: 1\nproviders:\n  sendgrid:\n    timeout_seconds: 4\n"
+    )
+    fits = load_config(write(tmp_path, timeouts + f"{key}:\n  visibility_timeout_seconds: 12\n"))
+    assert getattr(fits, key).visibility_timeout_seconds == 12
+
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, timeouts + f"{key}:\n  visibility_timeout_seconds: 11\n"))
+    assert f"{key}.visibility_timeout_seconds must be at least 3 times" in str(error.value)
+    assert "(4 s)" in str(error.value)

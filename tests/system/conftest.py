@@ -54,7 +54,9 @@ def stack(
         harness.merge(
             harness.FAST_TIMINGS,
             SYSTEM_OVERRIDES,
-            {"aws": {"endpoint_url": running.moto_url}},
+            # The stack's moto is busy serving the whole service: this process's checks wait
+            # longer for an answer than a service's call would (a copy, not re-validated).
+            {"aws": {"endpoint_url": running.moto_url, "client_timeout_seconds": 30}},
             {"celery": {"queue_name_prefix": QUEUE_PREFIX}},
         ),
     )
