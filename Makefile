@@ -16,7 +16,18 @@ run: export PROMETHEUS_MULTIPROC_DIR := $(CURDIR)/.run/prometheus
 NODE_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock.json | cksum | cut -d' ' -f1)
 UI_SOURCES := $(shell find frontend/src -type f 2>/dev/null) frontend/index.html frontend/vite.config.js
 
-.PHONY: install run test lint format clean ui
+# pytest-xdist: one worker per core; the system tests form one group that a single worker runs
+# in order (tests/conftest.py). XDIST= runs everything in this process.
+XDIST ?= -n auto --dist loadgroup
+# What the PostgreSQL pass runs: every test that reaches the database, no browser test.
+DATABASE_TESTS := database and not browser
+# pytest's exit 5 means "no tests collected" (e.g. a -k filter that matches nothing).
+define pytest
+	$(BIN)/pytest $(XDIST) $(1) $(PYTEST_ARGS); status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "make: no tests were collected"; exit 0; fi; exit $$status
+endef
+
+.PHONY: install run test test-database test-fast lint format clean ui
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,9 +64,15 @@ test: $(STAMP) ui
 	$(BIN)/ruff format --check .
 	cd frontend && npm test --silent
 	scripts/ensure-chromium
-	@# pytest's exit 5 means "no tests collected" (e.g. a -k filter that matches nothing).
-	$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
-	  if [ $$status -eq 5 ]; then echo "make test: no tests were collected"; exit 0; fi; exit $$status
+	$(call pytest,)
+
+## The tests that reach the database, and only those (CI's PostgreSQL pass, DATABASE_URL set).
+test-database: $(STAMP)
+	$(call pytest,-m "$(DATABASE_TESTS)")
+
+## The fast inner loop: the pure, API, admin and security tests, no process-level test.
+test-fast: $(STAMP)
+	$(call pytest,-m "not system")
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -49,12 +49,14 @@ def moto_server() -> Iterator[MotoServer]:
 
 @pytest.fixture(autouse=True)
 def fresh_cache(request: pytest.FixtureRequest) -> None:
-    """An empty Django cache for every database test: the cache table is not a model, so
-    pytest-django's flush leaves health states, outcomes and sign-in counters behind."""
-    if request.node.get_closest_marker("django_db") is None:
+    """An empty Django cache for every database test (the one place that empties it): the
+    cache table is not a model, so pytest-django's rollback or flush leaves provider health,
+    outcomes and rate-limit counts behind."""
+    if request.node.get_closest_marker("database") is None:
         return
     from django.core.cache import cache
 
+    request.getfixturevalue("django_db_setup")  # the test database, never the developer's
     with request.getfixturevalue("django_db_blocker").unblock():
         cache.clear()
 

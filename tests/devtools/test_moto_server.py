@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import signal
 import socket
 import sys
@@ -22,7 +23,7 @@ import pytest
 from botocore.config import Config
 
 from devtools.moto_server import MotoServer, start_moto_server
-from tests.devtools.cli import assert_exits_zero_on, running_cli
+from tests.harness.processes import ProcessGroup
 
 HTTP_TIMEOUT = 10
 
@@ -256,9 +257,10 @@ def test_long_poll_on_empty_queue_still_waits(moto: MotoServer, how: str) -> Non
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_cli_serves_and_exits_zero_on_signal(tmp_path: Path, signum: int) -> None:
-    with running_cli("moto_server", tmp_path) as (proc, url):
-        sqs = boto3.client("sqs", endpoint_url=url, region_name="us-east-1")
+    with ProcessGroup("cli", os.environ, tmp_path) as group:
+        moto = group.moto()
+        sqs = boto3.client("sqs", endpoint_url=moto.url, region_name="us-east-1")
         queue_url = sqs.create_queue(QueueName="cli-check")["QueueUrl"]
-        assert queue_url.startswith(url)
+        assert queue_url.startswith(moto.url)
 
-        assert_exits_zero_on(proc, signum)
+        assert moto.exit_status_on(signum) == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import signal
 import threading
 import time
@@ -27,7 +28,7 @@ from python_http_client.exceptions import (
 from sendgrid.helpers.mail import Mail
 
 from devtools.sendgrid_stub import MAX_BODY_BYTES, SendGridStub, start_sendgrid_stub
-from tests.devtools.cli import assert_exits_zero_on, running_cli
+from tests.harness.processes import ProcessGroup
 
 API_KEY = "SG.test-key-for-the-stand-in"
 TIMEOUT = 10
@@ -478,10 +479,10 @@ def test_cli_serves_with_env_key_logs_no_secrets_and_exits_zero(
     tmp_path: Path, signum: int
 ) -> None:
     env_key = "SG.key-from-the-environment"
-    with running_cli("sendgrid_stub", tmp_path, env={"SENDGRID_API_KEY": env_key}, timeout=30) as (
-        proc,
-        url,
-    ):
+    env = {**os.environ, "SENDGRID_API_KEY": env_key}
+    with ProcessGroup("cli", env, tmp_path) as group:
+        stand_in = group.sendgrid(None)
+        url = stand_in.url
         secret_body = "secret-body-marker-42"
         body = mail(marker=secret_body).get()
         headers = {"Authorization": f"Bearer {env_key}"}
@@ -490,8 +491,8 @@ def test_cli_serves_with_env_key_logs_no_secrets_and_exits_zero(
         wrong = requests.post(f"{url}/v3/mail/send", json=body, timeout=TIMEOUT)
 
         assert (response.status_code, wrong.status_code) == (202, 401)
-        assert_exits_zero_on(proc, signum)
-    output = proc.stdout.read() + (tmp_path / "stderr.log").read_text()  # type: ignore[union-attr]
+        assert stand_in.exit_status_on(signum) == 0
+        output = stand_in.log_text()  # stdout and stderr
     assert "/v3/mail/send" in output  # requests are logged ...
     assert env_key not in output  # ... but never the key
     assert secret_body not in output  # ... nor the message

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 
 from devtools.sendgrid_stub import SendGridStub
 from dispatch.providers import Provider, SendGridProvider, SesProvider
@@ -25,8 +24,3 @@ def providers(sendgrid_stub: SendGridStub, aws: Any) -> dict[str, Provider]:
             api_key=STUB_API_KEY, host=sendgrid_stub.url, timeout_seconds=2
         ),
     }
-
-
-@pytest.fixture
-def clean_cache(db: None) -> None:
-    cache.clear()

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
@@ -19,11 +18,6 @@ from dispatch.health_store import PendingBatch
 from dispatch.pipeline import fold_health
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def empty_cache(db: None) -> None:
-    cache.clear()
 
 
 def register(provider: str, count: int, *, ago: timedelta = timedelta(0)) -> list[PendingBatch]:

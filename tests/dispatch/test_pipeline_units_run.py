@@ -52,7 +52,7 @@ class Recorder:
 
 
 @pytest.fixture(autouse=True)
-def fresh_state(clean_cache, aws) -> None:
+def fresh_state(aws) -> None:
     """An empty cache, fresh queues, and nobody holding the pipeline lease."""
 
 

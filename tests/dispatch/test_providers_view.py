@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from dispatch import controls, health_store
@@ -17,7 +16,6 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def signed_in() -> APIClient:
-    cache.clear()
     client = APIClient()
     client.force_login(get_user_model().objects.create_user("frank", password="a-long-pass-5"))
     return client

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def short_backoff(gomail_config, clean_cache) -> None:
+def short_backoff(gomail_config) -> None:
     gomail_config(pipeline={"backoff_base_seconds": 1, "backoff_max_seconds": 2})
 
 

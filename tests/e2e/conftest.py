@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests import harness
@@ -153,9 +152,6 @@ def new_page(
 ) -> Iterator[PageFactory]:
     """``new_page(viewport=...)``: a page in a fresh context (its own cookies). Set up after the
     test database, so closed before its tables are flushed; saves every page on failure."""
-    # The database cache is not flushed between tests: start without the sign-in failures
-    # (login throttle) or provider health that earlier tests of the session left in it.
-    cache.clear()
     contexts: list[BrowserContext] = []
 
     def make(viewport: dict[str, int] | None = None) -> Page:

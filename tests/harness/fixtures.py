@@ -7,20 +7,21 @@ Ground rules they keep:
   incoming queues, the dead-letter queue and the SES identity are created (idempotently) once
   per module, and each test starts from purged queues instead.
 - Workers share the test database (a file for SQLite, ``test_gomail`` for PostgreSQL), so the
-  tests that start them are ``django_db(transaction=True)``; the cache is cleared per test.
+  tests that start them are ``django_db(transaction=True)``.
 - Every process a fixture starts is stopped at its scope's end, pass or fail; a failing test
   gets the tail of each process's log in its report (``failed(request)`` tells a fixture).
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.cache import cache
 
 from devtools.moto_server import MotoServer
 from devtools.sendgrid_stub import SendGridStub, start_sendgrid_stub
@@ -39,6 +40,18 @@ STUB_API_KEY = "SG.test-suite-key"
 GroupFactory = Callable[..., ProcessGroup]
 # The module-scoped groups alive now, whose logs a failing test shows.
 _MODULE_GROUPS: list[ProcessGroup] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A SIGTERM (a time limit, a developer's kill) ends the session as Ctrl-C does, so that
+    # fixture teardowns and the atexit sweep stop every process the session started: they run
+    # in sessions of their own and would outlive it.
+    with contextlib.suppress(ValueError):  # only the main thread may set a handler
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -163,9 +176,9 @@ def processes(
 def clean_slate(
     transactional_db: None, integration_aws: MotoServer, sendgrid_stub: SendGridStub
 ) -> None:
-    """Empty incoming, dead-letter and Celery queues, a reset stand-in, no provider health."""
+    """Empty incoming, dead-letter and Celery queues and a reset stand-in (the cache, with the
+    provider health, is emptied for every database test by the root conftest)."""
     purge_queues([*incoming_queues(), dead_letter_queue(), *celery_queue_names(default_prefix())])
-    cache.clear()
 
 
 @pytest.fixture

@@ -173,6 +173,15 @@ class ServiceProcess:
         """Every live process of this one's group except the main one (the pool children)."""
         return [pid for pid in _group_members(self.pgid) if pid != self.popen.pid]
 
+    def exit_status_on(self, signum: int, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
+        """Send ``signum`` to the main process; its exit status (``ProcessFailed`` if it is
+        still running after ``timeout``)."""
+        self.popen.send_signal(signum)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise ProcessFailed(f"{self.name} still runs {timeout:g}s after {signum}") from exc
+
     def kill(self) -> None:
         """SIGKILL the whole process group at once: a crash, nothing is acknowledged."""
         self._signal_group(signal.SIGKILL)
@@ -291,9 +300,14 @@ class ProcessGroup:
         argv = [PYTHON, "-m", "devtools.moto_server", "--port", "0"]
         return self.process(name, argv, MOTO_LISTENING, env=env, **options)
 
-    def sendgrid(self, api_key: str, name: str = "sendgrid", **options: object) -> ServiceProcess:
-        """``python -m devtools.sendgrid_stub`` on a port of its own choosing (``.url``)."""
-        argv = [PYTHON, "-m", "devtools.sendgrid_stub", "--port", "0", "--api-key", api_key]
+    def sendgrid(
+        self, api_key: str | None, name: str = "sendgrid", **options: object
+    ) -> ServiceProcess:
+        """``python -m devtools.sendgrid_stub`` on a port of its own choosing (``.url``); its
+        API key from ``--api-key``, or with None from its environment."""
+        argv = [PYTHON, "-m", "devtools.sendgrid_stub", "--port", "0"]
+        if api_key is not None:
+            argv += ["--api-key", api_key]
         return self.process(name, argv, STUB_LISTENING, **options)
 
     def gunicorn(

@@ -6,14 +6,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.test import Client
-
-
-@pytest.fixture
-def clean_cache(db: None) -> None:
-    """Provider health, pending batches and outcomes start empty."""
-    cache.clear()
 
 
 @pytest.fixture

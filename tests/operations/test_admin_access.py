@@ -24,7 +24,7 @@ PAGES = [
 
 
 @pytest.fixture
-def dead_email(aws, clean_cache) -> Email:
+def dead_email(aws) -> Email:
     """A dead email with two attempts, its message in the dead-letter queue."""
     email = wire_email(subject="Dead on arrival", to_email="nobody@example.org")
     record = queued_record(email, status=Email.Status.DEAD, provider="ses", attempts=2)
@@ -45,7 +45,7 @@ def test_staff_sees_every_page(staff_client: Client, dead_email: Email, page: st
     assert response.status_code == 200, response.content[:500]
 
 
-def test_provider_page_lists_every_configured_provider(staff_client: Client, clean_cache):
+def test_provider_page_lists_every_configured_provider(staff_client: Client):
     response = staff_client.get(reverse("admin:dispatch_providercontrol_changelist"))
 
     html = response.content.decode()
@@ -124,7 +124,7 @@ def test_anonymous_is_sent_to_login(db, page: str):
     assert response["Location"].startswith(reverse("admin:login"))
 
 
-def test_provider_disabled_in_config_says_so(staff_client: Client, clean_cache, gomail_config):
+def test_provider_disabled_in_config_says_so(staff_client: Client, gomail_config):
     providers = settings.GOMAIL.providers
     gomail_config(providers={"sendgrid": providers.sendgrid.model_copy(update={"enabled": False})})
 

@@ -64,7 +64,7 @@ def test_viewer_can_look_at_every_page(viewer: Client, aws):
         assert viewer.get(reverse(page)).status_code == 200, page
 
 
-def test_viewer_cannot_drain_resume_or_reset(viewer: Client, clean_cache):
+def test_viewer_cannot_drain_resume_or_reset(viewer: Client):
     changelist = "admin:dispatch_providercontrol_changelist"
 
     assert offered_actions(viewer, changelist) == set()

@@ -50,9 +50,7 @@ def queue_emails(count: int) -> list[str]:
     return [email.id for email in emails]
 
 
-def test_drain_stops_even_probes_and_resume_brings_them_back(
-    aws, clean_cache, staff_client, staff_user
-):
+def test_drain_stops_even_probes_and_resume_brings_them_back(aws, staff_client, staff_user):
     health_store.save_state("ses", UNHEALTHY)
 
     # Before: the unhealthy provider gets exactly its probe (the test can see a probe).
@@ -95,7 +93,7 @@ def test_drain_stops_even_probes_and_resume_brings_them_back(
     assert {entry.object_id for entry in log} == {"ses"}
 
 
-def test_draining_a_healthy_provider_sends_everything_to_the_other(aws, clean_cache, staff_client):
+def test_draining_a_healthy_provider_sends_everything_to_the_other(aws, staff_client):
     act(staff_client, "drain", "sendgrid")
     queue_emails(6)
 
@@ -106,7 +104,7 @@ def test_draining_a_healthy_provider_sends_everything_to_the_other(aws, clean_ca
     assert len(dispatcher.messages_for("ses")) == 6
 
 
-def test_every_provider_drained_reads_nothing(aws, clean_cache, staff_client):
+def test_every_provider_drained_reads_nothing(aws, staff_client):
     act(staff_client, "drain", "ses", "sendgrid")
     ids = queue_emails(3)
 
@@ -119,9 +117,7 @@ def test_every_provider_drained_reads_nothing(aws, clean_cache, staff_client):
     assert len(receive_all(incoming_queue())) == len(ids)
 
 
-def test_reset_health_is_applied_by_the_next_pipeline_run(
-    aws, clean_cache, staff_client, staff_user
-):
+def test_reset_health_is_applied_by_the_next_pipeline_run(aws, staff_client, staff_user):
     health_store.save_state("ses", UNHEALTHY)
 
     response = act(staff_client, "reset_health", "ses")
@@ -147,7 +143,7 @@ def test_reset_health_is_applied_by_the_next_pipeline_run(
     assert health_store.load_state("ses") == UNHEALTHY
 
 
-def test_reset_routes_the_provider_as_healthy_in_the_same_run(aws, clean_cache, staff_client):
+def test_reset_routes_the_provider_as_healthy_in_the_same_run(aws, staff_client):
     health_store.save_state("ses", UNHEALTHY)
     act(staff_client, "reset_health", "ses")
     queue_emails(4)
@@ -160,7 +156,7 @@ def test_reset_routes_the_provider_as_healthy_in_the_same_run(aws, clean_cache, 
     assert len(dispatcher.messages_for("sendgrid")) == 2
 
 
-def test_health_page_shows_the_state_from_the_cache(aws, clean_cache, staff_client):
+def test_health_page_shows_the_state_from_the_cache(aws, staff_client):
     health_store.save_state("ses", UNHEALTHY)
     health_store.save_pending("ses", [PendingBatch("b1", 7, "2026-01-02T03:04:05+00:00")])
     record = queued_record(wire_email())

@@ -52,7 +52,7 @@ def test_provider_drain_and_resume_change_the_control_row(db):
     assert not ProviderControl.objects.get(name="sendgrid").drained
 
 
-def test_provider_drain_is_obeyed_by_the_pipeline(aws, clean_cache):
+def test_provider_drain_is_obeyed_by_the_pipeline(aws):
     run("provider", "drain", "ses")
     for _ in range(3):
         put(wire_email().encode())
@@ -63,7 +63,7 @@ def test_provider_drain_is_obeyed_by_the_pipeline(aws, clean_cache):
     assert dispatcher.providers == {"sendgrid"}
 
 
-def test_provider_reset_requests_a_reset_the_pipeline_applies(aws, clean_cache):
+def test_provider_reset_requests_a_reset_the_pipeline_applies(aws):
     health_store.save_state("ses", HealthState(healthy=False, consecutive_failures=4))
 
     assert run("provider", "reset", "ses").strip() == "ses: health reset requested"
@@ -81,7 +81,7 @@ def test_provider_unknown_name_is_an_error(db):
     assert not ProviderControl.objects.exists()
 
 
-def test_provider_health_shows_the_cached_state(clean_cache):
+def test_provider_health_shows_the_cached_state():
     health_store.save_state(
         "sendgrid",
         HealthState(healthy=False, consecutive_failures=5, last_error="HTTP 503 from SendGrid"),

@@ -67,7 +67,7 @@ def lines(stream: io.StringIO) -> list[dict]:
 
 # transaction=True: send_batch delivers in threads, each with its own database connection.
 @pytest.mark.django_db(transaction=True)
-def test_full_send_logs_json_with_message_id_and_no_secrets(aws, clean_cache, json_log, api_key):
+def test_full_send_logs_json_with_message_id_and_no_secrets(aws, json_log, api_key):
     _, raw_key = api_key
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
@@ -164,7 +164,7 @@ def test_a_process_configured_for_json_writes_json_lines():
 
 # transaction=True: send_batch delivers in threads, each with its own database connection.
 @pytest.mark.django_db(transaction=True)
-def test_worker_lines_about_an_email_carry_its_message_id(aws, clean_cache, json_log):
+def test_worker_lines_about_an_email_carry_its_message_id(aws, json_log):
     sent = wire_email()
     rejected = wire_email(from_email="x@unverified.invalid")
     put(sent.encode())

@@ -35,7 +35,7 @@ def sendgrid_stub() -> Iterator[SendGridStub]:
 
 
 @pytest.fixture(autouse=True)
-def short_backoff(gomail_config, clean_cache) -> None:
+def short_backoff(gomail_config) -> None:
     gomail_config(pipeline={"backoff_base_seconds": 1, "backoff_max_seconds": 2})
 
 

@@ -7,9 +7,8 @@ moto's SES or the SendGrid stand-in) or in the dead-letter queue with a reason. 
 allowed only where a provider call's outcome was unknown (a timeout, a crash), and never more
 than the record's ``unknown_outcomes``.
 
-Timings: 0.5 s pipeline interval, 18 s SQS and 20 s Celery visibility (the floor the timing
-rule allows: 3 x the slowest provider call, an AWS call of 2 s tried 3 times), 1-2 s backoff,
-health thresholds 3/3, SendGrid timeout 3 s (``stack.SYSTEM_OVERRIDES``).
+Timings: 0.5 s pipeline interval, 30 s SQS and Celery visibility, 1-2 s backoff, health
+thresholds 3/3, SendGrid timeout 3 s (``stack.SYSTEM_OVERRIDES``).
 """
 
 from __future__ import annotations
