@@ -327,6 +327,9 @@ class StubState:
 
 class _StubServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a provider worker's concurrent sends (concurrency x
+    # send_concurrency connections at once) overflowed it and saw resets SendGrid never gives.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], api_key: str) -> None:
         super().__init__(address, _StubHandler)

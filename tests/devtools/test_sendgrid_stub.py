@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,29 @@ def test_sendgrid_library_send_is_accepted_and_recorded(stub: SendGridStub) -> N
         "attempts": 1,
         "failures": 0,
     }
+
+
+def test_a_burst_of_concurrent_connections_is_served_without_resets(stub: SendGridStub) -> None:
+    # As many connections at once as a provider worker opens (concurrency x send_concurrency),
+    # each new: more than a listen backlog of 5 would hold while the server accepts.
+    clients = 64
+    barrier = threading.Barrier(clients)
+
+    def send_one(index: int) -> int:
+        barrier.wait(timeout=30)
+        answer = requests.post(
+            f"{stub.url}/v3/mail/send",
+            json=payload(),
+            headers={"Authorization": f"Bearer {API_KEY}", "Connection": "close"},
+            timeout=TIMEOUT,
+        )
+        return answer.status_code
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        statuses = list(pool.map(send_one, range(clients)))
+
+    assert statuses == [202] * clients
+    assert len(stub.messages()) == clients
 
 
 def test_message_ids_are_unique(stub: SendGridStub) -> None:

@@ -134,48 +134,44 @@ def test_claim_of_a_message_from_another_producer_creates_its_record():
     assert record.accepted_at >= before
 
 
-# transaction=True: threads with their own connections must see the test's committed rows.
-@pytest.mark.django_db(transaction=True)
-def test_two_workers_claiming_the_same_record_at_once_one_wins():
-    def claim(email: WireEmail, barrier: threading.Barrier) -> Claim:
+def claimed_at_once(pool: ThreadPoolExecutor, email: WireEmail) -> list[Claim]:
+    """Two workers (threads, each with its own connection) claim ``email`` at the same instant."""
+    barrier = threading.Barrier(2)
+
+    def claim() -> Claim:
         try:
             barrier.wait(timeout=10)
             return records.claim(email, "q", STALE_AFTER).claim
         finally:
             connection.close()
 
+    return sorted(pool.map(lambda _: claim(), range(2)))
+
+
+# transaction=True: threads with their own connections must see the test's committed rows.
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_claiming_the_same_record_at_once_one_wins():
     with ThreadPoolExecutor(max_workers=2) as pool:
         for round_ in range(20):
             email = wire()
             # Even rounds race on the API's record, odd rounds on a record neither has yet.
             if round_ % 2 == 0:
                 stored(email)
-            barrier = threading.Barrier(2)
-            claims = list(pool.map(claim, [email, email], [barrier, barrier]))
 
-            assert sorted(claims) == sorted([Claim.CLAIMED, Claim.BUSY]), f"round {round_}"
+            assert claimed_at_once(pool, email) == sorted([Claim.CLAIMED, Claim.BUSY]), round_
             assert Email.objects.get(id=email.id).attempts == 1
 
 
 # transaction=True: threads with their own connections must see the test's committed rows.
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_taking_over_the_same_stale_claim_one_wins():
-    def claim(email: WireEmail, barrier: threading.Barrier) -> Claim:
-        try:
-            barrier.wait(timeout=10)
-            return records.claim(email, "q", STALE_AFTER).claim
-        finally:
-            connection.close()
-
     with ThreadPoolExecutor(max_workers=2) as pool:
         for round_ in range(20):
             email = wire()
             stale = timezone.now() - timedelta(minutes=5)
             stored(email, status=Email.Status.SENDING, attempts=1, claimed_at=stale)
-            barrier = threading.Barrier(2)
-            claims = list(pool.map(claim, [email, email], [barrier, barrier]))
 
-            assert sorted(claims) == sorted([Claim.CLAIMED, Claim.BUSY]), f"round {round_}"
+            assert claimed_at_once(pool, email) == sorted([Claim.CLAIMED, Claim.BUSY]), round_
             record = Email.objects.get(id=email.id)
             assert (record.attempts, record.unknown_outcomes) == (2, 1)
 

@@ -12,17 +12,9 @@ from rest_framework.test import APIClient
 from dispatch.queues import QueueSetup
 from emails.models import Email
 from gomail_site.aws import aws_client
+from tests.clients import VALID_EMAIL
 
 pytestmark = pytest.mark.django_db
-
-VALID = {
-    "fromEmail": "sender@example.com",
-    "fromName": "Sender",
-    "toEmail": "recipient@example.org",
-    "toName": "Recipient",
-    "subject": "Hello",
-    "body": "Hi there",
-}
 
 
 def post(client: APIClient, payload: Any, **extra: Any):
@@ -45,18 +37,18 @@ def drain(setup: QueueSetup) -> list[dict[str, Any]]:
 
 
 def test_valid_email_is_queued_in_the_wire_format(client_with_key, aws):
-    response = post(client_with_key, {"email": VALID})
+    response = post(client_with_key, {"email": VALID_EMAIL})
 
     assert response.status_code == 200
     message_id = response.json()["messageId"]
     [queued] = drain(aws)
     assert queued["id"] == message_id
-    assert queued["email"] == VALID
+    assert queued["email"] == VALID_EMAIL
     assert queued["acceptedAt"].endswith("+00:00")
     record = Email.objects.get(id=message_id)
     assert record.status == Email.Status.QUEUED
     assert record.queue in settings.GOMAIL.sqs.incoming_queues
-    assert record.to_email == VALID["toEmail"]
+    assert record.to_email == VALID_EMAIL["toEmail"]
 
 
 def test_optional_fields_may_be_missing(client_with_key, aws):
@@ -71,7 +63,7 @@ def test_optional_fields_may_be_missing(client_with_key, aws):
 
 
 def test_unknown_fields_are_ignored_and_not_queued(client_with_key, aws):
-    payload = {"email": {**VALID, "bcc": "spy@example.com"}, "priority": "high"}
+    payload = {"email": {**VALID_EMAIL, "bcc": "spy@example.com"}, "priority": "high"}
 
     response = post(client_with_key, payload)
 
@@ -132,7 +124,7 @@ def test_deeply_nested_json_is_a_400_not_a_crash(client_with_key, aws, gomail_co
 
 def test_body_over_the_size_limit_is_a_400_before_parsing(client_with_key, aws):
     limit = settings.GOMAIL.api.max_body_size_bytes
-    payload = json.dumps({"email": {**VALID, "body": "x" * limit}})
+    payload = json.dumps({"email": {**VALID_EMAIL, "body": "x" * limit}})
 
     response = post(client_with_key, payload)
 
@@ -146,7 +138,7 @@ def test_body_over_the_size_limit_is_a_400_before_parsing(client_with_key, aws):
 def test_size_limit_counts_utf8_bytes_not_characters(client_with_key, aws):
     limit = settings.GOMAIL.api.max_body_size_bytes
     # Fewer characters than the limit, more bytes: moto would count characters.
-    payload = json.dumps({"email": {**VALID, "body": "€" * (limit // 2)}}, ensure_ascii=False)
+    payload = json.dumps({"email": {**VALID_EMAIL, "body": "€" * (limit // 2)}}, ensure_ascii=False)
     assert len(payload) < limit < len(payload.encode())
 
     response = post(client_with_key, payload.encode())
@@ -162,7 +154,7 @@ def test_size_limit_counts_utf8_bytes_not_characters(client_with_key, aws):
 )
 def test_characters_sqs_refuses_are_a_400(client_with_key, aws, text):
     # json.dumps escapes them as \uXXXX, the way a client would send them.
-    response = post(client_with_key, {"email": {**VALID, "body": text}})
+    response = post(client_with_key, {"email": {**VALID_EMAIL, "body": text}})
 
     assert response.status_code == 400
     assert response.json() == {
@@ -174,7 +166,7 @@ def test_characters_sqs_refuses_are_a_400(client_with_key, aws, text):
 def test_allowed_unusual_characters_pass(client_with_key, aws):
     text = "tab\t newline\n emoji 🚀 cjk 漢字 rtl שלום"
 
-    response = post(client_with_key, {"email": {**VALID, "body": text}})
+    response = post(client_with_key, {"email": {**VALID_EMAIL, "body": text}})
 
     assert response.status_code == 200
     [queued] = drain(aws)
@@ -184,7 +176,7 @@ def test_allowed_unusual_characters_pass(client_with_key, aws):
 def test_sqs_unavailable_is_a_503_and_nothing_is_recorded(client_with_key, aws, gomail_config):
     gomail_config(aws={"endpoint_url": "http://127.0.0.1:9", "client_timeout_seconds": 0.5})
 
-    response = post(client_with_key, {"email": VALID})
+    response = post(client_with_key, {"email": VALID_EMAIL})
 
     assert response.status_code == 503
     assert response.json() == {"errors": {"base": "Service unavailable"}}
@@ -198,7 +190,7 @@ def test_missing_queue_is_a_503(client_with_key, aws):
 
     aws_module._queue_urls.clear()
 
-    response = post(client_with_key, {"email": VALID})
+    response = post(client_with_key, {"email": VALID_EMAIL})
 
     assert response.status_code == 503
     assert Email.objects.count() == 0
@@ -230,7 +222,7 @@ def test_missing_queue_is_a_503(client_with_key, aws):
     ],
 )
 def test_invalid_field_is_a_422_naming_it(client_with_key, aws, changes, errors):
-    email = {**VALID, **changes}
+    email = {**VALID_EMAIL, **changes}
     email = {key: value for key, value in email.items() if value is not None}
 
     response = post(client_with_key, {"email": email})
@@ -268,7 +260,7 @@ def test_every_failing_field_is_reported_at_once(client_with_key, aws):
     ],
 )
 def test_real_world_addresses_are_accepted(client_with_key, aws, address):
-    response = post(client_with_key, {"email": {**VALID, "toEmail": address}})
+    response = post(client_with_key, {"email": {**VALID_EMAIL, "toEmail": address}})
 
     assert response.status_code == 200, response.json()
     [queued] = drain(aws)
@@ -292,7 +284,7 @@ def test_unknown_url_gets_a_json_404(client_with_key, aws):
 def test_form_content_type_is_read_as_json_like_the_original(client_with_key, aws):
     response = client_with_key.post(
         "/email/send",
-        data=json.dumps({"email": VALID}),
+        data=json.dumps({"email": VALID_EMAIL}),
         content_type="application/x-www-form-urlencoded",
     )
 

@@ -27,7 +27,7 @@ from devtools.moto_server import MotoServer
 from devtools.sendgrid_stub import SendGridStub, start_sendgrid_stub
 from dispatch.queues import ensure_queues, verify_ses_identities
 from tests.harness.environment import FAST_TIMINGS, service_environment, with_overrides
-from tests.harness.processes import ProcessFailed, ProcessGroup
+from tests.harness.processes import ProcessGroup, stop_every
 from tests.harness.queues import (
     celery_queue_names,
     dead_letter_queue,
@@ -120,16 +120,10 @@ def _group_factory(groups: list[ProcessGroup], stub: SendGridStub, log_root: Pat
 
 def stop_groups(groups: list[ProcessGroup], show_logs: bool) -> None:
     """Stop every group (the last started first), printing their logs first if asked."""
-    errors = []
-    for group in reversed(groups):
-        if show_logs:
+    if show_logs:
+        for group in reversed(groups):
             print(f"===== logs of process group {group.name}\n{group.logs()}")
-        try:
-            group.stop_all()
-        except ProcessFailed as exc:
-            errors.append(str(exc))
-    if errors:
-        raise ProcessFailed("; ".join(errors))
+    stop_every(list(reversed(groups)), ProcessGroup.stop_all)
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from tests.harness.waiting import wait_for
 
@@ -37,6 +38,9 @@ BEAT_READY = "beat: Starting..."
 GUNICORN_LISTENING = re.compile(r"Listening at: (http://[\d.]+:\d+)")
 MOTO_LISTENING = re.compile(r"moto server listening on (http://[\d.]+:\d+)")
 STUB_LISTENING = re.compile(r"SendGrid stand-in listening on (http://[\d.]+:\d+)")
+
+
+T = TypeVar("T")
 
 
 class ProcessFailed(RuntimeError):
@@ -233,6 +237,19 @@ def _kill_leftovers() -> None:
             process.kill()
 
 
+def stop_every(items: Sequence[T], stop: Callable[[T], None]) -> None:
+    """``stop(item)`` for every item, even after one failed; then one ``ProcessFailed`` with
+    every failure, if any."""
+    errors = []
+    for item in items:
+        try:
+            stop(item)
+        except ProcessFailed as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ProcessFailed("; ".join(errors))
+
+
 def wait_healthy(process: ServiceProcess, timeout: float = READY_TIMEOUT_SECONDS) -> None:
     """Wait until the server ``process`` (its ``url`` known) answers ``/healthz`` with 200."""
     process.wait_ready()
@@ -367,14 +384,7 @@ class ProcessGroup:
         ordered = sorted(self.processes, key=lambda p: not p.is_beat)
         for process in ordered:
             process.terminate()
-        errors = []
-        for process in ordered:
-            try:
-                process.stop()
-            except ProcessFailed as exc:
-                errors.append(str(exc))
-        if errors:
-            raise ProcessFailed("; ".join(errors))
+        stop_every(ordered, ServiceProcess.stop)
 
     def logs(self, lines: int = 60) -> str:
         return "\n".join(

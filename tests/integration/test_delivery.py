@@ -94,6 +94,29 @@ def _assert_both_healthy() -> None:
         assert state.healthy and state.consecutive_failures == 0, (name, state)
 
 
+def assert_rejected_by_one_sent_by_the_other(
+    ids: list[str],
+    runs: list[harness.PipelineRun],
+    ledger: harness.Ledger,
+    *,
+    rejecting: str,
+    reason: str,
+) -> list[str]:
+    """Every email was sent once, all by the provider that is not ``rejecting``; those the
+    split gave to ``rejecting`` were rejected there (``reason`` in the rejection) and sent by
+    the other at once, never dead-lettered; both providers stay healthy (a rejection is the
+    message's fault, not the provider's). Returns the rejected ids."""
+    other = next(name for name in ("ses", "sendgrid") if name != rejecting)
+    ledger.assert_each_sent_once()
+    assert ledger.delivered_by(other) == len(ids)
+    rejected = [i for i in ids if rejecting in ledger.rejections[i]]
+    assert len(rejected) == sum(run.sent_to.get(rejecting, 0) for run in runs) > 0
+    assert all(reason in ledger.rejections[i][rejecting] for i in rejected)
+    assert not ledger.dead
+    _assert_both_healthy()
+    return rejected
+
+
 def test_sendgrid_rejecting_every_message_as_invalid_sends_them_through_ses(
     ready: harness.ProcessGroup,
     client_with_key: Any,
@@ -106,15 +129,10 @@ def test_sendgrid_rejecting_every_message_as_invalid_sends_them_through_ses(
     runs = settle(ids)
 
     ledger = harness.take_ledger(ids, sendgrid_stub, integration_aws.url)
-    ledger.assert_each_sent_once()
-    assert ledger.delivered_by("ses") == 20
-    rejected = [i for i in ids if "sendgrid" in ledger.rejections[i]]
-    # Those the split gave to SendGrid were rejected there once, then sent by SES at once.
-    assert len(rejected) == sum(run.sent_to.get("sendgrid", 0) for run in runs) > 0
-    assert ledger.stub_attempts == len(rejected)
-    assert all("HTTP 400" in ledger.rejections[i]["sendgrid"] for i in rejected)
-    assert not ledger.dead
-    _assert_both_healthy()  # a rejection is the message's fault, not the provider's
+    rejected = assert_rejected_by_one_sent_by_the_other(
+        ids, runs, ledger, rejecting="sendgrid", reason="HTTP 400"
+    )
+    assert ledger.stub_attempts == len(rejected)  # one attempt each at SendGrid
 
 
 def test_ses_rejecting_every_message_sends_them_through_sendgrid(
@@ -131,13 +149,9 @@ def test_ses_rejecting_every_message_sends_them_through_sendgrid(
     runs = settle(ids)
 
     ledger = harness.take_ledger(ids, sendgrid_stub, integration_aws.url)
-    ledger.assert_each_sent_once()
-    assert ledger.delivered_by("sendgrid") == 20
-    rejected = [i for i in ids if "ses" in ledger.rejections[i]]
-    assert len(rejected) == sum(run.sent_to.get("ses", 0) for run in runs) > 0
-    assert all("MessageRejected" in ledger.rejections[i]["ses"] for i in rejected)
-    assert not ledger.dead
-    _assert_both_healthy()
+    assert_rejected_by_one_sent_by_the_other(
+        ids, runs, ledger, rejecting="ses", reason="MessageRejected"
+    )
 
 
 def test_a_message_every_provider_rejects_is_dead_lettered_with_each_reason(

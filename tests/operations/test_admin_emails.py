@@ -15,6 +15,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from emails.models import ApiKey, Email
+from tests.clients import keyed, post_email
 from tests.dispatch.realparts import wire_email
 from tests.operations.support import dead_letter_queue, put_dead_letter, queued_record, receive_all
 
@@ -119,12 +120,8 @@ def test_api_key_add_shows_the_key_once_and_it_authenticates(aws, staff_client):
         assert raw_key not in page.content.decode()
         assert not [m for m in get_messages(page.wsgi_request) if raw_key in str(m)]
 
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-    sent = client.post(
-        "/email/send",
-        {"email": {"fromEmail": "a@example.com", "toEmail": "b@example.org", "body": "hi"}},
-        format="json",
+    sent = post_email(
+        keyed(raw_key), {"fromEmail": "a@example.com", "toEmail": "b@example.org", "body": "hi"}
     )
     assert sent.status_code == 200, sent.content
     assert Email.objects.get(id=sent.json()["messageId"]).api_key == api_key

@@ -9,13 +9,13 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from dispatch import health_store
 from dispatch.health import HealthState
 from dispatch.models import ProviderControl
 from dispatch.pipeline import run_pipeline
 from emails.models import ApiKey, Attempt, Email
+from tests.clients import keyed, post_email
 from tests.dispatch.realparts import incoming_queue, put, wire_email
 from tests.operations.support import (
     RecordingDispatcher,
@@ -206,12 +206,8 @@ def test_cleanup_emails_days_overrides_the_configuration(db, gomail_config):
 def test_create_api_key_prints_a_working_key(aws):
     raw_key = run("create_api_key", "reporting").strip().splitlines()[-1]
 
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-    response = client.post(
-        "/email/send",
-        {"email": {"fromEmail": "a@example.com", "toEmail": "b@example.org", "body": "hi"}},
-        format="json",
+    response = post_email(
+        keyed(raw_key), {"fromEmail": "a@example.com", "toEmail": "b@example.org", "body": "hi"}
     )
     assert response.status_code == 200
     assert ApiKey.objects.get().name == "reporting"

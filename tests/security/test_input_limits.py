@@ -18,17 +18,9 @@ from rest_framework.test import APIClient
 from dispatch.queues import QueueSetup
 from emails.parsing import json_depth
 from gomail_site.aws import aws_client
+from tests.clients import VALID_EMAIL
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
-
-VALID = {
-    "fromEmail": "sender@example.com",
-    "fromName": "Sender",
-    "toEmail": "recipient@example.org",
-    "toName": "Recipient",
-    "subject": "Hello",
-    "body": "Hi there",
-}
 
 
 def post(client: APIClient, body: bytes | str, content_type: str = "application/json") -> Any:
@@ -58,7 +50,7 @@ def assert_refused(response: Any, status: int, errors: dict[str, str]) -> None:
 def padded(size: int, **fields: str) -> bytes:
     """A valid request of exactly ``size`` bytes: its body is padded with a 3-byte character
     and ASCII, so the size is counted in bytes, not characters."""
-    email = {**VALID, **fields, "body": ""}
+    email = {**VALID_EMAIL, **fields, "body": ""}
     room = size - len(encode({"email": email}))
     assert room >= 0
     email["body"] = "\u20ac" * (room // 3) + "x" * (room % 3)
@@ -123,7 +115,7 @@ def nested_extra(levels: int) -> Any:
 def with_depth(depth: int) -> bytes:
     """A valid request whose deepest nesting is ``depth``: the outer object and ``email`` are
     two levels, an unknown field of the email holds the rest."""
-    raw = encode({"email": {**VALID, "extra": nested_extra(depth - 2)}})
+    raw = encode({"email": {**VALID_EMAIL, "extra": nested_extra(depth - 2)}})
     assert json_depth(raw) == depth
     return raw
 
@@ -158,7 +150,7 @@ def test_nesting_one_level_deeper_is_a_400(client_with_key, aws):
 def test_brackets_inside_strings_do_not_count(client_with_key, aws, text):
     limit = settings.GOMAIL.api.max_json_depth
     # The depth just at the limit, and a string full of brackets in several fields.
-    email = {**VALID, "body": text, "subject": text, "extra": nested_extra(limit - 2)}
+    email = {**VALID_EMAIL, "body": text, "subject": text, "extra": nested_extra(limit - 2)}
     raw = encode({"email": email, text: [text]})
     assert json_depth(raw) == limit
 
@@ -226,9 +218,9 @@ LONG_ADDRESS = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".o
 def test_text_fields_at_their_limit_and_one_over(client_with_key, aws, field, limit, message):
     # Multi-byte characters: the limits count characters, the body size counts bytes.
     at_limit = "\u00e9" * limit
-    accepted = post(client_with_key, encode({"email": {**VALID, field: at_limit}}))
+    accepted = post(client_with_key, encode({"email": {**VALID_EMAIL, field: at_limit}}))
 
-    refused = post(client_with_key, encode({"email": {**VALID, field: at_limit + "x"}}))
+    refused = post(client_with_key, encode({"email": {**VALID_EMAIL, field: at_limit + "x"}}))
 
     assert accepted.status_code == 200, accepted.content
     assert_refused(refused, 422, {field: message})
@@ -239,9 +231,11 @@ def test_text_fields_at_their_limit_and_one_over(client_with_key, aws, field, li
 def test_an_address_of_254_characters_is_accepted_and_255_is_not(client_with_key, aws):
     # email-validator's limit (RFC 5321's path limit) is stricter than the field's own 320.
     assert len(LONG_ADDRESS) == 254
-    accepted = post(client_with_key, encode({"email": {**VALID, "toEmail": LONG_ADDRESS}}))
+    accepted = post(client_with_key, encode({"email": {**VALID_EMAIL, "toEmail": LONG_ADDRESS}}))
 
-    refused = post(client_with_key, encode({"email": {**VALID, "toEmail": "a" + LONG_ADDRESS}}))
+    refused = post(
+        client_with_key, encode({"email": {**VALID_EMAIL, "toEmail": "a" + LONG_ADDRESS}})
+    )
 
     assert accepted.status_code == 200, accepted.content
     assert_refused(refused, 422, {"toEmail": "To email is not a valid email"})
@@ -252,7 +246,7 @@ def test_an_address_of_254_characters_is_accepted_and_255_is_not(client_with_key
 def test_addresses_at_and_over_320_characters_are_a_422(client_with_key, aws, field, length):
     address = "a" * (length - len("@example.com")) + "@example.com"
 
-    response = post(client_with_key, encode({"email": {**VALID, field: address}}))
+    response = post(client_with_key, encode({"email": {**VALID_EMAIL, field: address}}))
 
     assert response.status_code == 422
     assert list(response.json()["errors"]) == [field]
@@ -275,7 +269,7 @@ def test_the_body_is_bounded_by_the_body_size_alone(client_with_key, aws):
 def test_many_unknown_keys_are_ignored(client_with_key, aws, gomail_config):
     gomail_config(api={"max_body_size_bytes": 250_000})
     extra = {f"k{number}": number for number in range(7_000)}
-    raw = encode({"email": {**VALID, **extra}, **extra})
+    raw = encode({"email": {**VALID_EMAIL, **extra}, **extra})
     assert 200_000 < len(raw) < 250_000
 
     started = time.monotonic()
@@ -285,25 +279,25 @@ def test_many_unknown_keys_are_ignored(client_with_key, aws, gomail_config):
     assert response.status_code == 200
     assert elapsed < 2, elapsed
     [message] = queued(aws)
-    assert message["email"] == VALID
+    assert message["email"] == VALID_EMAIL
 
 
 def test_many_unknown_keys_within_the_default_limit(client_with_key, aws):
     limit = settings.GOMAIL.api.max_body_size_bytes
     extra = {}
-    while len(encode({"email": {**VALID, **extra}})) < limit - 20:
+    while len(encode({"email": {**VALID_EMAIL, **extra}})) < limit - 20:
         extra[f"k{len(extra)}"] = 0
-    response = post(client_with_key, encode({"email": {**VALID, **extra}}))
+    response = post(client_with_key, encode({"email": {**VALID_EMAIL, **extra}}))
 
     assert response.status_code == 200
-    assert queued(aws)[0]["email"] == VALID
+    assert queued(aws)[0]["email"] == VALID_EMAIL
 
 
 def test_one_huge_string_in_an_unknown_key_costs_nothing_special(
     client_with_key, aws, gomail_config
 ):
     gomail_config(api={"max_body_size_bytes": 200_000})
-    raw = encode({"email": {**VALID, "junk": '[{"\\' * 25_000}})
+    raw = encode({"email": {**VALID_EMAIL, "junk": '[{"\\' * 25_000}})
     assert 150_000 < len(raw) < 200_000
 
     started = time.monotonic()

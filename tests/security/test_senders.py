@@ -6,7 +6,6 @@ entries, the API's answer (a 422 beside the other field errors), and the admin's
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -27,6 +26,7 @@ from emails.senders import (
     validate_entries,
 )
 from gomail_site.aws import aws_client
+from tests.clients import keyed, post_email
 
 # --- the policy, pure -------------------------------------------------------------------------
 
@@ -170,16 +170,7 @@ pytest_api = pytest.mark.django_db
 
 def send(client: Any, **fields: Any) -> Any:
     email = {"fromEmail": "a@example.com", "toEmail": "b@example.org", "body": "hi", **fields}
-    email = {key: value for key, value in email.items() if value is not None}
-    return client.post(
-        "/email/send", data=json.dumps({"email": email}), content_type="application/json"
-    )
-
-
-def keyed(raw_key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-    return client
+    return post_email(client, {key: value for key, value in email.items() if value is not None})
 
 
 def queued_count(aws: Any) -> int:

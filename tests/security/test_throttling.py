@@ -24,6 +24,7 @@ from rest_framework.test import APIClient
 
 from emails.errors import too_many_requests
 from emails.models import ApiKey
+from tests.clients import keyed, post_email
 from tests.harness import ProcessGroup, child_environment
 
 GOOD = {"fromEmail": "a@example.com", "toEmail": "b@example.org", "body": "hi"}
@@ -31,15 +32,7 @@ INVALID = {"fromEmail": "a@example.com"}  # a 422, but the throttle counts it fi
 
 
 def send(client: Any, email: dict[str, str] = GOOD) -> Any:
-    return client.post(
-        "/email/send", data=json.dumps({"email": email}), content_type="application/json"
-    )
-
-
-def keyed(raw_key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
-    return client
+    return post_email(client, email)
 
 
 def new_key(name: str = "throttled", user: Any = None) -> APIClient:

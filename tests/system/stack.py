@@ -39,10 +39,10 @@ PROVIDER_CONCURRENCY = 4  # the Procfile's
 SENDGRID_TIMEOUT_SECONDS = 3
 
 # Small timings, on top of the harness's FAST_TIMINGS (1-2 s backoff). The SQS visibility
-# timeout is what a crash scenario waits out: 30 s, well above the 18 s floor the configuration
+# timeout is what a crash scenario waits out: 30 s, above the 18 s floor the configuration
 # allows for these provider timeouts (3 x the slowest call, an AWS call of 2 s tried 3 times),
-# since a burst on these 2 busy cores can take longer than 18 s from read to delete (and a
-# message read again then is sent twice). Celery's 30 s is what a killed worker's task waits.
+# a margin for batches on 2 cores shared with the rest of the suite. Celery's 30 s is what a
+# killed worker's task waits before it comes back.
 SYSTEM_OVERRIDES: dict[str, Any] = {
     "sqs": {"visibility_timeout_seconds": 30},
     "celery": {"visibility_timeout_seconds": 30},
