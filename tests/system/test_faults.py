@@ -18,7 +18,6 @@ import json
 import re
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -375,9 +374,11 @@ def test_database_unavailable(scenario: Scenario) -> None:
 
 
 BURST = 2000
-# Through the API by 16 concurrent clients, while another producer queues the rest as fast as
-# the pipeline takes it (a backlog of BACKLOG messages always waiting), without waiting for the
-# API to accept 2,000 emails one by one.
+# Through the API by 16 concurrent clients; then another producer queues the rest as fast as the
+# pipeline takes it (a backlog of BACKLOG messages always waiting), without waiting for the API
+# to accept 2,000 emails one by one. One after the other: moto serves every SQS call of the
+# service one at a time, and a producer beside the API would slow the API's SendMessage past
+# its timeout (an honest 503, but the burst is about the API accepting everything).
 THROUGH_API = 400
 BACKLOG = 200
 
@@ -385,21 +386,19 @@ BACKLOG = 200
 @pytest.mark.timeout(600)
 def test_burst(scenario: Scenario) -> None:
     stack = scenario.stack
-    began = time.monotonic()
-    with ThreadPoolExecutor(max_workers=1) as api:
-        through_api = api.submit(stack.send, scenario.key, THROUGH_API, clients=16)
-        backlog = harness.enqueue_from_another_producer(BURST - THROUGH_API, backlog=BACKLOG)
-        ingest = through_api.result()
-    queued = time.monotonic() - began
+    ingest = stack.send(scenario.key, THROUGH_API, clients=16)
     assert not ingest.refused, ingest.refused[:3]
     rate = len(ingest.accepted) / ingest.seconds
+    began = time.monotonic()
+    backlog = harness.enqueue_from_another_producer(BURST - THROUGH_API, backlog=BACKLOG)
+    queued = time.monotonic() - began
     ids = [*ingest.accepted, *backlog]
     drain = scenario.wait_drained(ids, 420)
     scenario.check(
         ids,
         drain,
         note=f"{THROUGH_API} accepted by the API in {ingest.seconds:.0f}s ({rate:.0f}/s) from "
-        f"16 clients while another producer queued {len(backlog)} (keeping {BACKLOG} waiting); "
-        f"all {BURST} in {queued:.0f}s; drain counted from the last one "
+        f"16 clients, then {len(backlog)} queued by another producer in {queued:.0f}s "
+        f"(keeping {BACKLOG} waiting); drain counted from the last one "
         f"({settings.GOMAIL.pipeline.batch_size}/batch)",
     )
