@@ -13,8 +13,9 @@ from devtools.moto_server import MotoServer, start_moto_server
 from dispatch.queues import QueueSetup, ensure_queues, verify_ses_identities
 from emails.models import ApiKey
 
-# The process harness's fixtures (stand-ins, process groups, clean queues), for every folder.
-pytest_plugins = ["tests.harness.fixtures"]
+# The process harness's fixtures (stand-ins, process groups, clean queues), for every folder,
+# and the system scenarios' table (here, so that xdist's controller, which prints it, has it).
+pytest_plugins = ["tests.harness.fixtures", "tests.system.report"]
 
 
 # A test that uses any of these reaches the database (pytest-django's fixtures).

@@ -1,6 +1,5 @@
-"""Fixtures of the system tests: one running stack per module, a scenario recorder per test,
-and the table of every scenario at the end of the session (also written to
-``.run/system-table-<database>.md``).
+"""Fixtures of the system tests: one running stack per module and a scenario recorder per test
+(the table of every scenario at the end of the session is ``tests/system/report.py``'s).
 
 The stack's processes share the test database (``django_db(transaction=True)``: each test's
 rows are flushed after it, so every scenario creates its own API key). This process's own AWS
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +23,6 @@ from tests import harness
 from tests.harness.fixtures import STUB_API_KEY, failed
 from tests.system import ledger
 from tests.system.stack import QUEUE_PREFIX, SYSTEM_OVERRIDES, Stack
-
-TABLE_DIR = harness.REPO_ROOT / ".run"
 
 
 def database_name() -> str:
@@ -136,16 +132,3 @@ def scenario(
     stack.heal()
     if failed(request):
         print(f"===== logs of the stack\n{stack.logs()}")
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not ledger.RESULTS:
-        return
-    text = ledger.table(ledger.RESULTS)
-    databases = "-".join(sorted({r.database for r in ledger.RESULTS}))
-    TABLE_DIR.mkdir(exist_ok=True)
-    path: Path = TABLE_DIR / f"system-table-{databases}.md"
-    path.write_text(text + "\n")
-    terminalreporter.section("system scenarios: where every accepted email ended")
-    terminalreporter.write_line(text)
-    terminalreporter.write_line(f"(also written to {path})")
