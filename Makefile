@@ -17,7 +17,7 @@ NODE_STAMP := frontend/node_modules/.installed-$(shell cat frontend/package-lock
 UI_SOURCES := $(shell find frontend/src -type f 2>/dev/null) frontend/index.html frontend/vite.config.js
 
 # pytest-xdist: one worker per core; the system tests form one group that a single worker runs
-# in order (tests/conftest.py). XDIST= runs everything in this process.
+# one test at a time (tests/conftest.py). XDIST= runs everything in this process.
 XDIST ?= -n auto --dist loadgroup
 # What the PostgreSQL pass runs: every test that reaches the database, no browser test.
 DATABASE_TESTS := database and not browser

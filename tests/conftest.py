@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that reaches the database ``database``: what the PostgreSQL pass of
     ``.ci/run`` selects (``-m "database and not browser"``). Derived, never hand-kept, so that
     the selection cannot silently shrink. The ``system`` tests share a stack per module and
-    the machine's CPU: under xdist they form one group, run in order by one worker while the
+    the machine's CPU: under xdist they form one group, run one at a time by one worker while the
     others take the rest. ``tryfirst``: before ``-m`` and xdist read the marks."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
