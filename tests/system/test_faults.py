@@ -365,9 +365,14 @@ def test_database_unavailable(scenario: Scenario) -> None:
         refused[:3]
     )
     drain = scenario.wait_drained(accepted, DRAIN_TIMEOUT)
+    # A send in flight when the database was cut reached its provider, but its outcome could
+    # not be recorded: its message comes back after the visibility timeout and the stale claim
+    # is taken over as an unknown outcome. So a duplicate is allowed, within each record's
+    # unknown_outcomes (the ledger checks that), as for a worker killed mid-send.
     scenario.check(
         accepted,
         drain,
+        duplicates_allowed=True,
         note=f"API answered {len(accepted)} x 200 and {len(refused)} x 503 "
         f"({stack.db_proxy.refused} connections refused)",
     )
