@@ -13,11 +13,9 @@ import tempfile
 
 from tests.ports import unused_port
 
-if "PYTEST_XDIST_WORKER" in os.environ:
-    os.environ["GOMAIL_TEST_MOTO_PORT"] = str(unused_port())
-    os.environ["GOMAIL_AWS__ENDPOINT_URL"] = (
-        f"http://127.0.0.1:{os.environ['GOMAIL_TEST_MOTO_PORT']}"
-    )
+if "PYTEST_XDIST_WORKER" in os.environ:  # the controller's choice is not this worker's
+    for variable in ("GOMAIL_TEST_MOTO_PORT", "GOMAIL_AWS__ENDPOINT_URL"):
+        os.environ.pop(variable, None)
 os.environ.setdefault("GOMAIL_TEST_MOTO_PORT", str(unused_port()))
 os.environ.setdefault(
     "GOMAIL_AWS__ENDPOINT_URL", f"http://127.0.0.1:{os.environ['GOMAIL_TEST_MOTO_PORT']}"

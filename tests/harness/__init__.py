@@ -18,7 +18,6 @@ from tests.harness.emails import (
     SENDER,
     email_fields,
     enqueue_from_another_producer,
-    enqueue_wire,
     new_subject,
     send_through_api,
 )
@@ -61,7 +60,6 @@ from tests.harness.queues import (
     queue_counts,
     queues_empty,
     ses_messages,
-    wait_queues_empty,
 )
 from tests.harness.waiting import wait_for
 
@@ -87,7 +85,6 @@ __all__ = [
     "email_fields",
     "enqueue_from_another_producer",
     "enqueue_raw",
-    "enqueue_wire",
     "health_states",
     "incoming_queues",
     "merge",
@@ -106,6 +103,5 @@ __all__ = [
     "take_ledger",
     "wait_for",
     "wait_healthy",
-    "wait_queues_empty",
     "with_overrides",
 ]

@@ -8,7 +8,7 @@ import json
 import uuid
 from typing import Any
 
-from tests.harness.queues import enqueue_raw, enqueue_raw_batch, incoming_queues, queue_counts
+from tests.harness.queues import enqueue_raw_batch, incoming_queues, queue_counts
 from tests.harness.waiting import wait_for
 
 SENDER = "sender@example.com"  # in the verified SES identity of the test configuration
@@ -65,20 +65,6 @@ def wire_emails(count: int, **overrides: str) -> list[Any]:
             )
         )
     return emails
-
-
-def enqueue_wire(count: int, **overrides: str) -> list[str]:
-    """Create ``count`` email records and put their wire messages on the incoming queues
-    (alternating), as the API does but without HTTP. Returns their ids."""
-    from emails.records import record_accepted
-
-    queues = incoming_queues()
-    emails = wire_emails(count, **overrides)
-    for index, email in enumerate(emails):
-        queue = queues[index % len(queues)]
-        record_accepted(email, queue)
-        enqueue_raw(email.encode(), queue)
-    return [email.id for email in emails]
 
 
 def enqueue_from_another_producer(count: int, *, backlog: int | None = None) -> list[str]:

@@ -283,10 +283,6 @@ class ProcessGroup:
     def __exit__(self, *exc_info: object) -> None:
         self.stop_all()
 
-    @property
-    def queue_prefix(self) -> str:
-        return self.env.get("GOMAIL_CELERY__QUEUE_NAME_PREFIX", "")
-
     def process(
         self,
         name: str,

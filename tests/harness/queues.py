@@ -11,8 +11,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tests.harness.waiting import wait_for
-
 
 def _sqs() -> Any:
     from gomail_site.aws import aws_client
@@ -95,10 +93,6 @@ def queue_counts(name: str) -> dict[str, int]:
 
 def queues_empty(names: Iterable[str]) -> bool:
     return all(sum(queue_counts(name).values()) == 0 for name in names)
-
-
-def wait_queues_empty(names: Sequence[str], timeout: float) -> None:
-    wait_for(lambda: queues_empty(names), timeout, f"queues {list(names)} to be empty", 0.5)
 
 
 def enqueue_raw(body: str, queue: str | None = None) -> str:
