@@ -10,7 +10,7 @@ its stand-ins or the pipeline uses it (``from tests import harness``).
 - ``pipeline``: the pipeline driven from the test (a loop, or a beat-like thread).
 - ``ledger``: where each email went, counted at the providers.
 - ``probe`` and ``together``: pipelines, or any code, in separate processes started together.
-- ``waiting``: ``wait_for``, the one polling helper.
+- ``waiting``: ``wait_for``, the one polling helper, and ``wait_steady`` for a state still moving.
 - ``fixtures``: the pytest fixtures over all of it (a plugin of the root conftest).
 """
 
@@ -61,7 +61,7 @@ from tests.harness.queues import (
     queues_empty,
     ses_messages,
 )
-from tests.harness.waiting import wait_for
+from tests.harness.waiting import wait_for, wait_steady
 
 __all__ = [
     "FAST_TIMINGS",
@@ -103,5 +103,6 @@ __all__ = [
     "take_ledger",
     "wait_for",
     "wait_healthy",
+    "wait_steady",
     "with_overrides",
 ]
