@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dispatch.reading import QueueLevels
+from dispatch.reading import QueueLevels, receive_sizes
 from gomail_site.aws import aws_client, queue_url
 
 logger = logging.getLogger(__name__)
@@ -76,14 +76,22 @@ def read_messages(
     plan: Sequence[tuple[str, int]], pool: ThreadPoolExecutor
 ) -> list[ReceivedMessage]:
     """Run one reader per ``(queue, quota)`` of ``plan`` concurrently; all they read, in plan
-    order. A reader that fails reads nothing this run: what the others read still goes out."""
+    order. A reader that fails stops there: what it and the others read still goes out."""
     results = pool.map(lambda reader: _receive_or_nothing(*reader), plan)
     return [message for messages in results for message in messages]
 
 
-def _receive_or_nothing(queue_name: str, count: int) -> list[ReceivedMessage]:
-    try:
-        return receive(queue_name, count)
-    except (BotoCoreError, ClientError) as exc:
-        logger.warning("could not read %s: %s", queue_name, exc)
-        return []
+def _receive_or_nothing(queue_name: str, quota: int) -> list[ReceivedMessage]:
+    """A reader: receives of up to 10 until ``quota`` is read or the queue runs dry; what a
+    failed receive leaves unread waits for the next run, what was read goes out."""
+    messages: list[ReceivedMessage] = []
+    for size in receive_sizes(quota):
+        try:
+            got = receive(queue_name, size)
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("could not read %s: %s", queue_name, exc)
+            break
+        messages += got
+        if len(got) < size:
+            break
+    return messages

@@ -125,6 +125,7 @@ def _run(dispatch: Dispatcher) -> RunReport:
             levels,
             max_in_flight=gomail.pipeline.max_in_flight_per_queue,
             max_readers=gomail.pipeline.max_readers,
+            receives_per_reader=gomail.pipeline.receives_per_reader,
             allowance=allowance,
         )
         readers = [

@@ -73,13 +73,18 @@ def readers_for_depth(
     `budget` is negative.
     """
     _check_reader_limits(max_readers, per_reader)
+    return _readers(depth, max_readers, per_reader, budget)
+
+
+def _readers(depth: int, max_readers: int, capacity: int, budget: int | None) -> int:
+    # readers_for_depth for readers that each take up to ``capacity`` (several receives).
     _check_not_negative(depth=depth)
     if budget is not None:
         _check_not_negative(budget=budget)
         if budget == 0:
             return 0
         depth = min(depth, budget)
-    return min(max(-(-depth // per_reader), 1), max_readers)  # integer ceil: no float rounding
+    return min(max(-(-depth // capacity), 1), max_readers)  # integer ceil: no float rounding
 
 
 def reader_quotas(readers: int, budget: int, per_reader: int = SQS_MAX_RECEIVE) -> list[int]:
@@ -93,8 +98,13 @@ def reader_quotas(readers: int, budget: int, per_reader: int = SQS_MAX_RECEIVE) 
 
     Raises ValueError when `readers` or `budget` is negative or `per_reader` is outside 1..10.
     """
-    _check_not_negative(readers=readers, budget=budget)
     _check_reader_limits(1, per_reader)
+    return _quotas(readers, budget, per_reader)
+
+
+def _quotas(readers: int, budget: int, per_reader: int) -> list[int]:
+    # reader_quotas for readers that each take up to ``per_reader`` (several receives).
+    _check_not_negative(readers=readers, budget=budget)
     quotas = []
     remaining = budget
     for _ in range(readers):
@@ -186,12 +196,17 @@ def plan_reads(
     max_in_flight: int,
     max_readers: int,
     per_reader: int = SQS_MAX_RECEIVE,
+    receives_per_reader: int = 1,
     allowance: int | None = None,
 ) -> list[list[int]]:
-    """The whole read decision: for each queue, the `MaxNumberOfMessages` of each reader.
+    """The whole read decision: for each queue, how many messages each reader receives.
 
-    For each queue (in the order given) its budget is what its readers would take
-    (`readers_for_depth` readers of `per_reader` each, at least one reader even at depth 0),
+    A reader makes up to `receives_per_reader` `ReceiveMessage` calls of at most `per_reader`
+    messages each, one after the other, so it may take `per_reader * receives_per_reader`; a
+    run's intake per queue is then not capped at `max_readers * 10` (a deep backlog drains at
+    the providers' pace, not the pipeline interval's). For each queue (in the order given) its
+    budget is what its readers would take (readers of that capacity each, at least one reader
+    even at depth 0),
     bounded by its in-flight room under `max_in_flight`; then the run's `allowance` (from
     `read_allowance`; None: no backpressure) is shared between the queues by
     `divide_allowance`. Each queue's budget becomes `readers_for_depth(..., budget=...)`
@@ -199,23 +214,36 @@ def plan_reads(
     that queue this run". The sum over all quotas never exceeds `allowance`, and no queue's
     quotas exceed its in-flight room.
 
-    Raises ValueError on a negative count, `max_readers` < 1 or `per_reader` outside 1..10.
+    Raises ValueError on a negative count, `max_readers` < 1, `per_reader` outside 1..10 or
+    `receives_per_reader` < 1.
     """
     _check_not_negative(max_in_flight=max_in_flight)
     _check_reader_limits(max_readers, per_reader)
+    if receives_per_reader < 1:
+        raise ValueError(f"receives_per_reader must be >= 1, got {receives_per_reader}")
+    capacity = per_reader * receives_per_reader
     wants = []
     for queue in queues:
         _check_not_negative(depth=queue.depth, in_flight=queue.in_flight)
         room = _room(queue.in_flight, max_in_flight)
-        readers = readers_for_depth(queue.depth, max_readers, per_reader, budget=room)
-        wants.append(min(room, readers * per_reader))
+        readers = _readers(queue.depth, max_readers, capacity, budget=room)
+        wants.append(min(room, readers * capacity))
 
     budgets = wants if allowance is None else divide_allowance(wants, allowance)
     plans = []
     for queue, budget in zip(queues, budgets, strict=True):
-        readers = readers_for_depth(queue.depth, max_readers, per_reader, budget=budget)
-        plans.append(reader_quotas(readers, budget, per_reader))
+        readers = _readers(queue.depth, max_readers, capacity, budget=budget)
+        plans.append(_quotas(readers, budget, capacity))
     return plans
+
+
+def receive_sizes(quota: int, per_receive: int = SQS_MAX_RECEIVE) -> list[int]:
+    """The `MaxNumberOfMessages` of each receive of a reader with `quota`, in order. Pure.
+
+    The reader stops early once a receive returns fewer than it asked for: the queue is (for
+    the moment) empty."""
+    full, rest = divmod(quota, per_receive)
+    return [per_receive] * full + ([rest] if rest else [])
 
 
 def _room(in_flight: int, cap: int) -> int:

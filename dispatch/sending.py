@@ -7,7 +7,10 @@ messages and writes the batch's outcome for the pipeline to fold into provider h
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ from django.db import close_old_connections, connection
 from django.db.models import F
 
 from dispatch import send_rate
+from dispatch.breaker import ProcessBreakers
 from dispatch.controls import drained_providers
 from dispatch.health import BatchOutcome
 from dispatch.health_store import write_outcome
@@ -41,6 +45,16 @@ from gomail_site.aws import aws_client
 from gomail_site.metrics import DEAD_LETTERED, EMAILS_FAILED, EMAILS_SENT, UNKNOWN_OUTCOMES
 
 logger = logging.getLogger(__name__)
+
+
+# A message its provider's breaker held back is read again this soon: by then the pipeline
+# has usually folded the failures into health and routes it elsewhere.
+BREAKER_RETRY_SECONDS = 1.0
+
+BREAKERS = ProcessBreakers(
+    trip_after=lambda: settings.GOMAIL.health.breaker_failures,
+    cooldown=lambda: settings.GOMAIL.health.breaker_cooldown_seconds,
+)
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,41 @@ def _process_providers() -> dict[str, Provider]:
     return build_providers()
 
 
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _send_pool(concurrency: int) -> ThreadPoolExecutor:
+    """This process's sending threads for batches of ``concurrency``: made once, not per batch
+    (each new thread would open a database connection of its own for one message)."""
+    key = (os.getpid(), concurrency)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = ThreadPoolExecutor(concurrency, thread_name_prefix="send")
+        return pool
+
+
+def close_send_pools() -> None:
+    """End this process's sending threads, each closing its database connection first (a
+    test database cannot be dropped while they hold one)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        size = pool._max_workers
+        everyone = threading.Barrier(size, timeout=10)
+
+        def close_here(everyone: threading.Barrier = everyone) -> None:
+            connection.close()
+            with contextlib.suppress(threading.BrokenBarrierError):
+                everyone.wait()  # holds this thread, so that each thread runs one of them
+
+        for _ in range(size):
+            pool.submit(close_here)
+        pool.shutdown(wait=True)
+
+
 def _outgoing(email: WireEmail) -> OutgoingEmail:
     return OutgoingEmail(
         message_id=email.id,
@@ -97,7 +146,8 @@ def deliver(
 
     Before each provider call it waits (briefly) for a send slot of that provider's
     ``max_send_rate_per_second`` (``dispatch.send_rate``); without one in time the message goes
-    back to its queue unsent (``_rate_limited``).
+    back to its queue unsent (``_handed_back``), as when that provider's breaker is open
+    (``dispatch.breaker``).
 
     Returns what to do with the SQS message and the provider calls made.
     """
@@ -109,7 +159,7 @@ def deliver(
     structlog.contextvars.bind_contextvars(message_id=email.id)
 
     claimed = records.claim(email, message.queue, stale_after)
-    if claimed.claim in (Claim.ALREADY_SENT, Claim.ALREADY_DEAD):
+    if claimed.claim in (Claim.ALREADY_SENT, Claim.ALREADY_DEAD, Claim.WITHDRAWN):
         return Verdict(message, Action.DELETE, email_id=email.id), []
     if claimed.claim is Claim.BUSY:
         # Another worker holds it. If that worker is alive, the message is sent (and then only
@@ -131,11 +181,30 @@ def deliver(
     calls: list[Call] = []
     slot_wait = send_rate.slot_wait_seconds(stale_after.total_seconds())
     for name in untried[:2]:
+        if not BREAKERS.allows(name):
+            return _handed_back(
+                message,
+                email.id,
+                name,
+                calls,
+                Action.RECHECK,
+                reason=f"{name} keeps failing: not tried",
+                retry_after=BREAKER_RETRY_SECONDS,
+            ), calls
         if not send_rate.take_slot(name, slot_wait):
-            return _rate_limited(message, email.id, name, calls), calls
+            return _handed_back(
+                message,
+                email.id,
+                name,
+                calls,
+                Action.RETRY,
+                reason=f"send rate limit of {name} reached",
+                retry_after=send_rate.retry_after_seconds(name),
+            ), calls
         try:
             result = providers[name].send(_outgoing(email))
         except ProviderError as error:
+            BREAKERS.record(name, failed=error.kind is not ErrorKind.PERMANENT)
             calls.append(Call(name, error.kind.value, error.reason))
             EMAILS_FAILED.labels(provider=name, kind=error.kind.value).inc()
             if error.outcome_unknown:
@@ -163,6 +232,7 @@ def deliver(
                 retry_after_seconds=error.retry_after_seconds,
                 email_id=email.id,
             ), calls
+        BREAKERS.record(name, failed=False)
         calls.append(Call(name, "sent"))
         EMAILS_SENT.labels(provider=name).inc()
         logger.info("sent email %s via %s (%s)", email.id, name, result.provider_message_id)
@@ -186,14 +256,21 @@ def deliver(
     ), calls
 
 
-def _rate_limited(
-    message: ReceivedMessage, email_id: str, provider: str, calls: list[Call]
+def _handed_back(
+    message: ReceivedMessage,
+    email_id: str,
+    provider: str,
+    calls: list[Call],
+    action: Action,
+    *,
+    reason: str,
+    retry_after: float,
 ) -> Verdict:
-    """No send slot of ``provider`` in time (its ``max_send_rate_per_second``): the message
-    goes back to its queue unsent, to be read again after a short delay (plus the usual
-    backoff when it keeps coming back). Nothing failed: no attempt is recorded and the
-    provider's health is untouched; with no call made, the record is queued again as it was."""
-    reason = f"send rate limit of {provider} reached"
+    """The message goes back to its queue unsent, to be read again after ``retry_after``:
+    its provider had no send slot in time (``max_send_rate_per_second``; RETRY, so the usual
+    backoff applies when it keeps coming back), or its breaker is open (RECHECK: no backoff,
+    health routes it on). Nothing failed: no attempt is recorded, the provider's health is
+    untouched, and with no call made the record is queued again as it was."""
     if calls:
         # A provider rejected it before: as when the next provider is not reached this time.
         records.record_failure(email_id, provider, reason, False)
@@ -202,11 +279,7 @@ def _rate_limited(
             status=Email.Status.QUEUED, claimed_at=None, attempts=F("attempts") - 1
         )
     return Verdict(
-        message,
-        Action.RETRY,
-        reason=reason,
-        retry_after_seconds=send_rate.retry_after_seconds(provider),
-        email_id=email_id,
+        message, action, reason=reason, retry_after_seconds=retry_after, email_id=email_id
     )
 
 
@@ -243,17 +316,17 @@ def send_batch(
     drained = drained_providers(providers)
 
     def deliver_in_thread(message: ReceivedMessage) -> tuple[Verdict, list[Call]]:
+        # The pool's threads keep their database connections from batch to batch; one that
+        # broke (the database restarted) or outlived CONN_MAX_AGE is replaced here.
+        close_old_connections()
         try:
             return deliver(
                 message, provider_name, providers, timedelta(seconds=visibility), drained
             )
         finally:
             structlog.contextvars.clear_contextvars()
-            # Each thread has its own database connection; leaving it open leaks one per thread.
-            connection.close()
 
-    with ThreadPoolExecutor(max_workers=min(concurrency, max(len(live), 1))) as pool:
-        results = list(pool.map(deliver_in_thread, live))
+    results = list(_send_pool(concurrency).map(deliver_in_thread, live))
     close_old_connections()
 
     verdicts = [verdict for verdict, _ in results]

@@ -133,6 +133,12 @@ class Email(models.Model):
     """One accepted email, keyed by the id the API assigned (the wire format's ``id``)."""
 
     class Status(models.TextChoices):
+        # Written before SendMessage, so that no database lock is held across it; ``queued``
+        # once SQS answered. A worker may claim an ``accepting`` record: SQS has its message.
+        ACCEPTING = "accepting"
+        # SendMessage failed and the API answered 503: a copy SQS may have kept after all (an
+        # answer lost) is dropped by the worker, never delivered.
+        WITHDRAWN = "withdrawn"
         QUEUED = "queued"
         SENDING = "sending"
         SENT = "sent"

@@ -1,22 +1,34 @@
-"""Putting an accepted email on an incoming SQS queue (a plain SendMessage, not Celery)."""
+"""Putting an accepted email on an incoming SQS queue (SendMessageBatch, not Celery).
+
+The API's threads share one ``SendBatcher`` per process (``emails.batching``): concurrent
+requests leave in one ``SendMessageBatch`` call, each answered by its own entry's outcome.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
+from emails.batching import Arrival, EntryFailed, SendBatcher
 from emails.wire import TASK_PAYLOAD_LIMIT, WireEmail, dispatch_bytes
 from gomail_site.aws import aws_client, queue_url
 from gomail_site.config import SQS_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 
+# The ingest client's attempts (botocore's standard retry mode: a throttled or failed call is
+# tried again, see docs/reliability.md for what a lost answer then means).
+INGEST_ATTEMPTS = 3
+
 
 class QueueUnavailable(Exception):
-    """SQS did not accept the message; nothing was queued."""
+    """SQS did not accept the message, or did not say so in time."""
 
 
 class MessageTooLarge(ValueError):
@@ -28,23 +40,53 @@ def choose_queue() -> str:
     return random.choice(settings.GOMAIL.sqs.incoming_queues)  # noqa: S311 - not security
 
 
-def enqueue(email: WireEmail, queue_name: str) -> str:
-    """Send ``email`` to ``queue_name``; returns the SQS MessageId once SQS accepted it.
-
-    Raises ``MessageTooLarge`` before any I/O when the body would be refused, and
-    ``QueueUnavailable`` when SQS cannot be reached or refuses the call.
-    """
+def encode_for_queue(email: WireEmail) -> str:
+    """The SQS message body of ``email``; ``MessageTooLarge`` when SQS or the send task would
+    refuse it (checked before any I/O: it would be accepted only to be dead-lettered)."""
     body = email.encode()
-    # Both SQS's own limit and the send task's: a message that could not be dispatched to a
-    # worker would be accepted only to be dead-lettered.
     if (
         len(body.encode("utf-8")) > SQS_MAX_MESSAGE_BYTES
         or dispatch_bytes(body) > TASK_PAYLOAD_LIMIT
     ):
         raise MessageTooLarge(f"message {email.id} is too large to queue and dispatch")
+    return body
+
+
+def _send_batch(url: str, entries: list[dict[str, str]]) -> Mapping[str, Any]:
+    return aws_client("sqs", attempts=INGEST_ATTEMPTS).send_message_batch(
+        QueueUrl=url, Entries=entries
+    )
+
+
+def _linger_seconds() -> float:
+    return settings.GOMAIL.api.sqs_batch_linger_milliseconds / 1000
+
+
+_batcher = SendBatcher(_send_batch, linger=_linger_seconds, max_bytes=SQS_MAX_MESSAGE_BYTES)
+
+
+def arriving() -> Arrival:
+    """Announce a message this thread is about to enqueue (see ``SendBatcher.arriving``)."""
+    return _batcher.arriving()
+
+
+def enqueue(body: str, queue_name: str, arrival: Arrival | None = None) -> str:
+    """Send ``body`` to ``queue_name``; returns the SQS MessageId once SQS accepted it.
+
+    Raises ``QueueUnavailable`` when SQS cannot be reached, refuses the entry or does not
+    answer in time (its outcome is then unknown: see ``emails.records.withdraw``).
+    """
+    aws = settings.GOMAIL.aws
+    # Every attempt's connect and read, and a batch to wait for: past that, no answer is coming.
+    wait = aws.client_timeout_seconds * 2 * INGEST_ATTEMPTS + 1
     try:
-        answer = aws_client("sqs").send_message(QueueUrl=queue_url(queue_name), MessageBody=body)
+        url = queue_url(queue_name)
     except (BotoCoreError, ClientError) as exc:
-        logger.warning("SQS refused message %s on %s: %s", email.id, queue_name, exc)
+        logger.warning("SQS unavailable for %s: %s", queue_name, exc)
         raise QueueUnavailable(str(exc)) from exc
-    return answer["MessageId"]
+    send = arrival.send if arrival is not None else _batcher.send
+    try:
+        return send(url, body, len(body.encode("utf-8")), wait)
+    except (EntryFailed, FutureTimeout) as exc:
+        logger.warning("SQS did not take a message on %s: %s", queue_name, exc or "no answer")
+        raise QueueUnavailable(str(exc) or "no answer from SQS") from exc

@@ -1,7 +1,9 @@
 """The life of an email record, from its acceptance while workers deliver it (DESIGN.md
 section 7).
 
-The API (``emails.accepting``) creates the ``queued`` record with ``record_accepted``. A
+The API (``emails.accepting``) creates the ``accepting`` record with ``record_accepting``
+before it asks SQS, then marks it ``queued`` (``record_queued``) or, when SQS did not take it,
+``withdrawn`` (``withdraw``): each a short write of its own, none held across the call. A
 worker *claims* a record before calling a provider: one conditional UPDATE, so of two
 workers holding the same message only one sends it, and a record already ``sent`` is never
 sent again. A claim older than the incoming queue's visibility timeout belonged to a worker
@@ -22,7 +24,7 @@ from emails.models import ApiKey, Attempt, Email
 from emails.wire import WireEmail
 
 
-def record_accepted(
+def record_accepting(
     email: WireEmail,
     queue: str,
     *,
@@ -30,9 +32,10 @@ def record_accepted(
     user: Any = None,
     resent_from: Email | None = None,
 ) -> Email:
-    """Create the ``queued`` record of ``email``, accepted onto ``queue``."""
+    """Create the ``accepting`` record of ``email``, about to be sent to ``queue``."""
     return Email.objects.create(
         id=email.id,
+        status=Email.Status.ACCEPTING,
         from_email=email.from_email,
         from_name=email.from_name,
         to_email=email.to_email,
@@ -50,7 +53,28 @@ class Claim(StrEnum):
     CLAIMED = "claimed"  # this worker sends it now
     ALREADY_SENT = "already_sent"  # delete the message, send nothing
     ALREADY_DEAD = "already_dead"  # it was dead-lettered before: delete the leftover
+    WITHDRAWN = "withdrawn"  # the API answered 503 for it: delete the copy, send nothing
     BUSY = "busy"  # another worker is sending it: look again once its claim would be stale
+
+
+def record_queued(record: Email) -> None:
+    """SQS took ``record``'s message (unless a worker already moved it on)."""
+    Email.objects.filter(id=record.id, status=Email.Status.ACCEPTING).update(
+        status=Email.Status.QUEUED
+    )
+    record.status = Email.Status.QUEUED
+
+
+def withdraw(record: Email) -> bool:
+    """SendMessage failed: withdraw ``record`` so that no copy SQS may hold is delivered.
+
+    False when a worker claimed it first: SQS did take the message after all, and it is on its
+    way (the caller then answers 200, not 503).
+    """
+    withdrawn = Email.objects.filter(id=record.id, status=Email.Status.ACCEPTING).update(
+        status=Email.Status.WITHDRAWN
+    )
+    return bool(withdrawn)
 
 
 @dataclass(frozen=True)
@@ -77,7 +101,8 @@ def claim(email: WireEmail, queue: str, stale_after: timedelta) -> ClaimResult:
         },
     )
     records = Email.objects.filter(id=email.id)
-    claimed = records.filter(status__in=[Email.Status.QUEUED, Email.Status.FAILED]).update(
+    claimable = [Email.Status.ACCEPTING, Email.Status.QUEUED, Email.Status.FAILED]
+    claimed = records.filter(status__in=claimable).update(
         status=Email.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
     )
     if not claimed:
@@ -97,6 +122,8 @@ def claim(email: WireEmail, queue: str, stale_after: timedelta) -> ClaimResult:
         return ClaimResult(Claim.ALREADY_SENT)
     if status == Email.Status.DEAD:
         return ClaimResult(Claim.ALREADY_DEAD)
+    if status == Email.Status.WITHDRAWN:
+        return ClaimResult(Claim.WITHDRAWN)
     stale_in = (claimed_at + stale_after - now) if claimed_at else timedelta(0)
     return ClaimResult(Claim.BUSY, stale_in=max(stale_in, timedelta(0)))
 

@@ -173,13 +173,15 @@ MAX_RECENT = 200
 def visible_emails(request: Request) -> QuerySet[Email]:
     """The emails ``request``'s caller may see: its API key's, or its signed-in user's."""
     api_key, user = _sender(request)
+    # A withdrawn email was answered 503: for its caller it was never accepted.
+    emails = Email.objects.exclude(status=Email.Status.WITHDRAWN)
     if api_key is not None:
-        return Email.objects.filter(api_key=api_key)
+        return emails.filter(api_key=api_key)
     if user is not None:
-        return Email.objects.filter(user=user)
+        return emails.filter(user=user)
     if request.user is None or not request.user.is_authenticated:
         # Only reachable with require_auth off: a trusted network sees every record.
-        return Email.objects.all()
+        return emails
     return Email.objects.none()
 
 

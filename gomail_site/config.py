@@ -91,6 +91,9 @@ class ApiConfig(Section):
     # DRF rates ("600/min"), counted in the shared cache, so they hold across API processes.
     rate_limit_per_key: str = Field("600/min", pattern=RATE)
     rate_limit_per_user: str = Field("120/min", pattern=RATE)
+    # How long a SendMessageBatch leaving an API process waits for requests already being
+    # accepted by that process (never when none is): a busy process sends fuller batches.
+    sqs_batch_linger_milliseconds: float = Field(2.0, ge=0, le=50)
     # Origins allowed to call the API from a browser on another origin (CORS); empty: none.
     cors_allowed_origins: list[HttpUrl] = Field(default_factory=list)
 
@@ -100,6 +103,10 @@ class PipelineConfig(Section):
     interval_milliseconds: int = Field(2_000, ge=100, le=600_000)
     batch_size: int = Field(10, ge=1, le=100)
     max_readers: int = Field(8, ge=1, le=64)
+    # Each reader receives up to 10 messages this many times in a run (stopping once a queue
+    # runs dry): a run may read max_readers * 10 * this per queue, within the providers'
+    # capacity (backpressure), so a deep backlog is not held to the pipeline interval.
+    receives_per_reader: int = Field(10, ge=1, le=100)
     max_in_flight_per_queue: int = Field(120_000, ge=1, le=120_000)
     # How long one run may hold the pipeline lock; a crashed run's lock frees itself after it.
     lease_seconds: int = Field(120, ge=5, le=3_600)
@@ -112,6 +119,11 @@ class PipelineConfig(Section):
 class HealthConfig(Section):
     healthy_threshold: PositiveInt = 3
     unhealthy_threshold: PositiveInt = 3
+    # A provider worker process skips a provider's calls for breaker_cooldown_seconds after
+    # this many failed in a row (dispatch/breaker.py): a dead provider stops getting calls
+    # before health has folded a single batch.
+    breaker_failures: int = Field(3, ge=1, le=1_000)
+    breaker_cooldown_seconds: float = Field(5.0, gt=0, le=300)
 
 
 class ProviderConfig(Section):

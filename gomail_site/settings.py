@@ -97,6 +97,8 @@ def _database() -> dict:
     # lock at BEGIN so two writers queue on the busy timeout instead of failing mid-transaction.
     return {
         "ENGINE": "django.db.backends.sqlite3",
+        # One connection per thread kept across requests, not one opened per request.
+        "CONN_MAX_AGE": None,
         "NAME": os.environ.get("GOMAIL_SQLITE_PATH", str(BASE_DIR / "gomail.sqlite3")),
         "OPTIONS": {
             "transaction_mode": "IMMEDIATE",

@@ -49,6 +49,18 @@ def moto_server() -> Iterator[MotoServer]:
 
 
 @pytest.fixture(autouse=True)
+def fresh_breakers() -> Iterator[None]:
+    """No provider starts a test with its breaker open from another test's failures (the
+    breakers are a worker process's memory, and the tests' process is one); no sending thread
+    outlives its test with a database connection open (the test database is then dropped)."""
+    from dispatch.sending import BREAKERS, close_send_pools
+
+    BREAKERS.reset()
+    yield
+    close_send_pools()
+
+
+@pytest.fixture(autouse=True)
 def fresh_cache(request: pytest.FixtureRequest) -> None:
     """An empty Django cache for every database test (the one place that empties it): the
     cache table is not a model, so pytest-django's rollback or flush leaves provider health,

@@ -15,6 +15,7 @@ from dispatch.reading import (
     readable_depth,
     reader_quotas,
     readers_for_depth,
+    receive_sizes,
 )
 from dispatch.splitting import ProviderRoute, share_sizes
 
@@ -298,7 +299,38 @@ def test_plan_reads_table(
     assert plan == expected
 
 
+@pytest.mark.parametrize(
+    ("queues", "allowance", "expected"),
+    [
+        pytest.param([QueueLevels(0, 0)], None, [[30]], id="empty queue: one reader"),
+        pytest.param([QueueLevels(25, 0)], None, [[30]], id="one reader takes 25 in 3 receives"),
+        pytest.param([QueueLevels(1_000, 0)], None, [[30] * 5], id="5 readers x 3 receives"),
+        pytest.param([QueueLevels(1_000, 0)], 100, [[30, 30, 30, 10]], id="allowance bounds"),
+        pytest.param([QueueLevels(1_000, CAP - 40)], None, [[30, 10]], id="in-flight room"),
+    ],
+)
+def test_plan_reads_with_several_receives_per_reader(
+    queues: list[QueueLevels], allowance: int | None, expected: list[list[int]]
+) -> None:
+    # The intake of a run is not capped at max_readers x 10 per queue.
+    plan = plan_reads(
+        queues, max_in_flight=CAP, max_readers=5, receives_per_reader=3, allowance=allowance
+    )
+
+    assert plan == expected
+
+
+@pytest.mark.parametrize(
+    ("quota", "expected"),
+    [(0, []), (7, [7]), (10, [10]), (25, [10, 10, 5]), (30, [10, 10, 10])],
+)
+def test_receive_sizes_table(quota: int, expected: list[int]) -> None:
+    assert receive_sizes(quota) == expected
+
+
 def test_plan_reads_refuses_bad_limits() -> None:
+    with pytest.raises(ValueError, match="receives_per_reader"):
+        plan_reads([QueueLevels(1, 0)], max_in_flight=CAP, max_readers=1, receives_per_reader=0)
     with pytest.raises(ValueError, match="max_readers"):
         plan_reads([QueueLevels(1, 0)], max_in_flight=CAP, max_readers=0)
     with pytest.raises(ValueError, match="depth"):
@@ -312,6 +344,7 @@ def test_plan_reads_refuses_bad_limits() -> None:
     max_in_flight=st.integers(0, 1_000),
     max_readers=st.integers(1, 20),
     per_reader=st.integers(1, 10),
+    receives=st.integers(1, 20),
     allowance=st.none() | st.integers(0, 3_000),
 )
 def test_plan_reads_never_exceeds_a_limit(
@@ -319,6 +352,7 @@ def test_plan_reads_never_exceeds_a_limit(
     max_in_flight: int,
     max_readers: int,
     per_reader: int,
+    receives: int,
     allowance: int | None,
 ) -> None:
     queues = [QueueLevels(depth, in_flight) for depth, in_flight in levels]
@@ -328,6 +362,7 @@ def test_plan_reads_never_exceeds_a_limit(
         max_in_flight=max_in_flight,
         max_readers=max_readers,
         per_reader=per_reader,
+        receives_per_reader=receives,
         allowance=allowance,
     )
 
@@ -336,5 +371,5 @@ def test_plan_reads_never_exceeds_a_limit(
         assert sum(map(sum, plan)) <= allowance
     for queue, quotas in zip(queues, plan, strict=True):
         assert len(quotas) <= max_readers
-        assert all(1 <= quota <= per_reader for quota in quotas)
+        assert all(1 <= quota <= per_reader * receives for quota in quotas)
         assert sum(quotas) <= max(max_in_flight - queue.in_flight, 0)

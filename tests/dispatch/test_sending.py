@@ -393,3 +393,50 @@ def test_a_provider_refusing_our_credentials_counts_against_it_and_retries(
     assert record.rejections == {}  # not the message's fault: SendGrid may take it later
     assert levels(incoming_queue()) == (0, 1)
     assert dead_letters() == []
+
+
+def test_a_failing_provider_is_not_called_again_once_its_breaker_opens(
+    aws, providers, sendgrid_stub, moto_server, gomail_config
+):
+    # One sending thread, so the calls are made in order: three fail, then the breaker holds
+    # the other seven back untried, without recording an attempt or counting a failure.
+    sendgrid = settings.GOMAIL.providers.sendgrid.model_copy(update={"send_concurrency": 1})
+    gomail_config(providers={"sendgrid": sendgrid})
+    sendgrid_stub.configure(fail_rate=1, fail_status=500)
+    emails = [wire_email() for _ in range(10)]
+    for email in emails:
+        queued(email)
+    messages = enqueue(*emails)
+
+    outcome = send_batch("sendgrid", uuid.uuid4().hex, messages, providers=providers)
+
+    assert outcome.transient == settings.GOMAIL.health.breaker_failures == 3
+    assert sendgrid_stub.snapshot()["attempts"] == 3
+    statuses = sorted(Email.objects.values_list("status", "attempts"))
+    assert statuses == sorted([(Email.Status.FAILED, 1)] * 3 + [(Email.Status.QUEUED, 0)] * 7)
+    assert Attempt.objects.count() == 3
+    assert ses_messages(moto_server.url) == []
+    # Every message comes back within seconds: the held-back ones after one (nothing failed
+    # for them: no backoff), the failed ones after theirs (1-2 s here).
+    back: set[str] = set()
+
+    def all_back() -> bool:
+        back.update(m.sqs_message_id for m in receive(incoming_queue(), 10))
+        return len(back) == len(messages)
+
+    wait_for(all_back, 8, "every message to come back")
+
+
+def test_a_copy_of_a_withdrawn_email_is_deleted_unsent(aws, providers, sendgrid_stub, moto_server):
+    # The API answered 503 (SQS's answer was lost) but SQS kept the message after all.
+    email = wire_email()
+    queued(email)
+    Email.objects.filter(id=email.id).update(status=Email.Status.WITHDRAWN)
+    messages = enqueue(email)
+
+    outcome = send_batch("sendgrid", uuid.uuid4().hex, messages, providers=providers)
+
+    assert outcome.provider_answers == 0
+    assert sendgrid_stub.snapshot()["attempts"] == 0
+    assert levels(incoming_queue()) == (0, 0)
+    assert Email.objects.get(id=email.id).status == Email.Status.WITHDRAWN

@@ -260,3 +260,27 @@ def test_record_attempt_keeps_the_history_in_order():
         ("ses", "transient", "timeout", True),
         ("ses", "sent", "", False),
     ]
+
+
+def test_an_accepting_record_is_claimed_and_then_cannot_be_withdrawn():
+    # SQS answered the API late: a worker already read the message. It is delivered, and the
+    # API's withdrawal finds it gone (the API then answers 200, not 503).
+    email = wire()
+    record = records.record_accepting(email, "q")
+    assert record.status == Email.Status.ACCEPTING
+
+    assert records.claim(email, "q", STALE_AFTER).claim is Claim.CLAIMED
+    assert records.withdraw(record) is False
+    records.record_queued(record)  # a late "queued" mark cannot move it back either
+    assert Email.objects.get(id=email.id).status == Email.Status.SENDING
+
+
+def test_a_withdrawn_record_is_never_claimed():
+    # The API answered 503; a copy SQS kept after all (its answer lost) is dropped unsent.
+    email = wire()
+    record = records.record_accepting(email, "q")
+    assert records.withdraw(record) is True
+
+    assert records.claim(email, "q", STALE_AFTER).claim is Claim.WITHDRAWN
+    assert Email.objects.get(id=email.id).status == Email.Status.WITHDRAWN
+    assert Email.objects.get(id=email.id).attempts == 0

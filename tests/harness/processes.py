@@ -47,13 +47,16 @@ class ProcessFailed(RuntimeError):
     """A subprocess exited before it was ready, or did not become ready in time."""
 
 
-def run_checked(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> str:
+def run_checked(
+    argv: Sequence[str], env: Mapping[str, str], timeout: float, *, cwd: Path = REPO_ROOT
+) -> str:
     """Run a one-shot command of the service (``manage.py bootstrap``, say) to its end in the
-    repository; returns its output, ``ProcessFailed`` with the output if it did not succeed."""
+    repository (or ``cwd``: another checkout of it); returns its output, ``ProcessFailed`` with
+    the output if it did not succeed."""
     try:
         done = subprocess.run(
             list(argv),
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -92,7 +95,8 @@ def _group_members(pgid: int) -> list[int]:
 class ServiceProcess:
     """One subprocess in its own session and process group, with its output in a log file.
     Start through ``ProcessGroup``. ``ready`` is a marker string or a pattern whose first
-    group (a server's URL) becomes ``url``."""
+    group (a server's URL) becomes ``url``. It runs in ``cwd``: the repository, or another
+    checkout of it (the benchmarks measure an older commit's service that way)."""
 
     def __init__(
         self,
@@ -101,6 +105,7 @@ class ServiceProcess:
         env: Mapping[str, str],
         log_path: Path,
         ready: str | re.Pattern[str],
+        cwd: Path = REPO_ROOT,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -112,7 +117,7 @@ class ServiceProcess:
         self.started_at = time.monotonic()
         self.popen = subprocess.Popen(
             self.argv,
-            cwd=REPO_ROOT,
+            cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -268,12 +273,16 @@ def wait_healthy(process: ServiceProcess, timeout: float = READY_TIMEOUT_SECONDS
 
 class ProcessGroup:
     """Processes of the service sharing one environment (database, stand-ins, Celery queue
-    prefix). ``with ProcessGroup(...) as group:`` stops every process on the way out."""
+    prefix), run in ``cwd`` (default the repository). ``with ProcessGroup(...) as group:`` stops
+    every process on the way out."""
 
-    def __init__(self, name: str, env: Mapping[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, env: Mapping[str, str], log_dir: Path, cwd: Path = REPO_ROOT
+    ) -> None:
         self.name = name
         self.env = dict(env)
         self.log_dir = log_dir
+        self.cwd = cwd
         self.processes: list[ServiceProcess] = []
         log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -300,17 +309,27 @@ class ProcessGroup:
             env={**self.env, **(env or {})},
             log_path=self.log_dir / f"{self.name}-{name}-{len(self.processes)}.log",
             ready=ready,
+            cwd=self.cwd,
         )
         self.processes.append(process)
         if wait:
             process.wait_ready()
         return process
 
-    def moto(self, name: str = "moto", **options: object) -> ServiceProcess:
+    def moto(
+        self,
+        name: str = "moto",
+        *,
+        module: str = "devtools.moto_server",
+        args: Sequence[str] = (),
+        **options: object,
+    ) -> ServiceProcess:
         """``python -m devtools.moto_server`` on a port of its own choosing (``.url``). Queue
-        purges are never refused: the tests purge between scenarios, more than once a minute."""
+        purges are never refused: the tests purge between scenarios, more than once a minute.
+        ``module``: a launcher that wraps devtools.moto_server's (the benchmarks' counting one),
+        with the same command line and ready line, plus ``args``."""
         env = {"MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false"}
-        argv = [PYTHON, "-m", "devtools.moto_server", "--port", "0"]
+        argv = [PYTHON, "-m", module, "--port", "0", *args]
         return self.process(name, argv, MOTO_LISTENING, env=env, **options)
 
     def sendgrid(
@@ -327,18 +346,24 @@ class ProcessGroup:
         self,
         name: str = "web",
         *,
-        workers: int = 2,
-        threads: int = 1,
+        workers: int | None = None,
+        threads: int | None = None,
         access_log: bool = True,
+        extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         wait: bool = True,
     ) -> ServiceProcess:
         """The API as the Procfile's ``web`` line runs it, on a port of its own (``.url``);
-        with ``wait``, returned once it answers ``/healthz``."""
+        with ``wait``, returned once it answers ``/healthz``. ``workers``, ``threads``: None
+        keeps gunicorn.conf.py's; ``extra_args``: more gunicorn options."""
         argv = [str(BIN / "gunicorn"), "gomail_site.wsgi", "--bind", "127.0.0.1:0"]
-        argv += ["--workers", str(workers), "--threads", str(threads)]
+        if workers is not None:
+            argv += ["--workers", str(workers)]
+        if threads is not None:
+            argv += ["--threads", str(threads)]
         if access_log:
             argv += ["--access-logfile", "-"]
+        argv += list(extra_args)
         process = self.process(name, argv, GUNICORN_LISTENING, env=env, wait=wait)
         if wait:
             wait_healthy(process)

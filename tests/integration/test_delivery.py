@@ -234,9 +234,10 @@ def test_sendgrid_outage_gets_only_probes_after_the_threshold_and_loses_nothing(
     ledger = harness.take_ledger(ids, sendgrid_stub, integration_aws.url)
     ledger.assert_each_sent_once()
     assert ledger.delivered_by("ses") == len(ids)
-    # One attempt at SendGrid per message dispatched to it; each one failed and came back.
+    # At most one attempt at SendGrid per message dispatched to it (the worker's breaker holds
+    # back the rest of a batch once calls keep failing); each one failed and came back.
     sent_to_sendgrid = sum(run.sent_to.get("sendgrid", 0) for run in runs)
-    assert ledger.stub_attempts == ledger.stub_failures == sent_to_sendgrid
+    assert ledger.stub_attempts == ledger.stub_failures <= sent_to_sendgrid
     assert not ledger.dead
     print(
         f"outage: SendGrid unhealthy from run {flip + 1} "
