@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -25,6 +26,8 @@ class ReceivedMessage:
     sqs_message_id: str
     body: str
     receive_count: int = 1
+    # When it was read (seconds since the epoch); 0: not known (a task of an older version).
+    received_at: float = 0.0
 
     def to_task(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,9 +58,11 @@ def receive(queue_name: str, count: int) -> list[ReceivedMessage]:
         WaitTimeSeconds=0,
         MessageSystemAttributeNames=["ApproximateReceiveCount"],
     )
+    now = time.time()
     return [
         ReceivedMessage(
             queue=queue_name,
+            received_at=now,
             receipt_handle=message["ReceiptHandle"],
             sqs_message_id=message["MessageId"],
             body=message["Body"],

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from dispatch.settlement import (
     Verdict,
     apply_settlement,
     extend_visibility,
+    needs_extension,
     plan_settlement,
 )
 from emails import records
@@ -310,7 +312,8 @@ def send_batch(
     gomail = settings.GOMAIL
     providers = providers if providers is not None else _process_providers()
     visibility = gomail.sqs.visibility_timeout_seconds
-    live = extend_visibility(messages, visibility)
+    fresh = not needs_extension(messages, time.time(), visibility)
+    live = list(messages) if fresh else extend_visibility(messages, visibility)
     concurrency = getattr(gomail.providers, provider_name).send_concurrency
 
     drained = drained_providers(providers)

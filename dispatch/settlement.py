@@ -106,6 +106,20 @@ def apply_settlement(plan: SettlementPlan, dead_letter_queue: str) -> list[Verdi
     return dead_lettered
 
 
+# A batch whose oldest message was read longer ago than this part of the visibility timeout
+# extends its messages' visibility before sending; a younger one has most of it left, and
+# nobody else can have read its messages yet.
+EXTEND_AFTER_FRACTION = 1 / 6
+
+
+def needs_extension(messages: Sequence[ReceivedMessage], now: float, visibility: int) -> bool:
+    """Whether a batch starting at ``now`` must extend its messages' visibility first. Pure.
+
+    A message read at an unknown time (``received_at`` 0) always does."""
+    oldest = min((message.received_at for message in messages), default=now)
+    return now - oldest > visibility * EXTEND_AFTER_FRACTION
+
+
 def extend_visibility(messages: Sequence[ReceivedMessage], seconds: int) -> list[ReceivedMessage]:
     """Hide ``messages`` for ``seconds`` more, before sending them; returns those it could.
 

@@ -32,8 +32,9 @@ SQS_DISALLOWED_CHARACTERS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U000100
 # envelope) and is itself an SQS message of at most 256 KiB; this much is for the bodies.
 TASK_PAYLOAD_LIMIT = 240_000
 # What else a message costs in a task besides its body: its fields as JSON at SQS's documented
-# maxima (receipt handle 1,024 characters, message id 100, queue name 80, keys and receive
-# count: 1,290 bytes), and the task's own arguments (provider, batch id: about 120 bytes).
+# maxima (receipt handle 1,024 characters, message id 100, queue name 80, keys, receive
+# count and read time: 1,325 bytes), and the task's own arguments (provider, batch id: about
+# 120 bytes).
 MESSAGE_OVERHEAD_BYTES = 1_536
 
 # A fixed namespace so that the same foreign SQS message always derives the same id.

@@ -4,6 +4,7 @@ task-size estimate, folding pending outcomes, and what a batch's outcome counts.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import itertools
 import os
 import uuid
@@ -24,6 +25,7 @@ from dispatch.settlement import (
     Action,
     Verdict,
     backoff_seconds,
+    needs_extension,
     plan_settlement,
 )
 from dispatch.splitting import batches_within
@@ -481,3 +483,23 @@ def test_multibyte_reasons_are_cut_on_a_character_boundary():
 
     assert kept["reason"].endswith("...")
     assert len(kept["reason"].encode()) + len("reason") + len("String") <= 60
+
+
+@pytest.mark.parametrize(
+    ("ages", "extend"),
+    [
+        ([0.0, 1.0], False),  # read a second ago: most of the visibility timeout left
+        ([1.0, 5.0], False),  # a sixth of 30 s
+        ([1.0, 5.1], True),  # the oldest is past it
+        ([None], True),  # read at an unknown time (an older version's task)
+    ],
+)
+def test_a_batch_extends_visibility_only_when_it_starts_late(
+    ages: list[float | None], extend: bool
+) -> None:
+    now = 1_000_000.0
+    messages = [
+        dataclasses.replace(received(), received_at=0.0 if age is None else now - age)
+        for age in ages
+    ]
+    assert needs_extension(messages, now, visibility=30) is extend
