@@ -27,7 +27,7 @@ define pytest
 	  if [ $$status -eq 5 ]; then echo "make: no tests were collected"; exit 0; fi; exit $$status
 endef
 
-.PHONY: install run test test-database test-fast lint format clean ui
+.PHONY: install run test test-database test-fast bench lint format clean ui
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,11 @@ test-database: $(STAMP)
 ## The fast inner loop: the pure, API, admin and security tests, no process-level test.
 test-fast: $(STAMP)
 	$(call pytest,-m "not system")
+
+## The benchmarks (docs/performance.md): make bench BENCH=ingest BENCH_ARGS="--concurrency 8".
+BENCH ?= all
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH) $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -12,6 +12,13 @@ One deliberate exception: an SQS long poll (WaitTimeSeconds > 0) releases the lo
 waits between its receive attempts, each of which runs locked. See
 :func:`_install_long_poll_release`.
 
+Stock moto's SQS queue also asks the clock twice per stored message (``Message.visible`` and
+``.delayed``, each through naive datetimes) on every call that counts or lists its messages,
+SendMessage included: at 5,000 waiting messages one ReceiveMessage costs seconds, so moto, not
+the service, would set the pace of any test or benchmark with a backlog. The launcher replaces
+those scans with one clock reading per scan (:func:`install_single_clock_scans`): the same
+answers, since a scan runs under the backend lock. ``--stock-scans`` keeps moto's own.
+
 Development tool only: it must not import Django or any product package.
 """
 
@@ -31,7 +38,7 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
-from moto.sqs.models import SQSBackend
+from moto.sqs.models import Queue, SQSBackend
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from devtools.serving import BackgroundServer, run_until_signalled, serve_in_thread
@@ -183,12 +190,51 @@ class MotoServer(BackgroundServer):
             raise RuntimeError(f"moto reset failed with HTTP {response.status}")
 
 
-def start_moto_server(host: str = DEFAULT_HOST, port: int = 0) -> MotoServer:
+_single_clock_scans = False
+
+
+def _now_millis() -> float:
+    # moto's unix_time_millis() is the same instant, computed through naive datetimes.
+    return time.time() * 1000.0
+
+
+def install_single_clock_scans() -> None:
+    """Replace the three per-message clock scans of moto's SQS ``Queue`` by scans that read the
+    clock once (see the module docstring). Idempotent; process-wide, like moto's backends."""
+    global _single_clock_scans
+    if _single_clock_scans:
+        return
+
+    def messages(self: Queue) -> list[Any]:
+        now = _now_millis()
+        return [m for m in self._messages if now > m.visible_at and now >= m.delayed_until]
+
+    def not_visible(self: Queue) -> int:
+        now = _now_millis()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    def delayed(self: Queue) -> int:
+        now = _now_millis()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    Queue.messages = property(messages)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_not_visible = property(not_visible)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_delayed = property(delayed)  # type: ignore[method-assign,assignment]
+    _single_clock_scans = True
+
+
+def start_moto_server(
+    host: str = DEFAULT_HOST, port: int = 0, *, stock_scans: bool = False
+) -> MotoServer:
     """Start a serialised moto server in a daemon thread; return once it accepts connections.
 
     ``port=0`` picks a free port (read it from ``.port`` / ``.url``). Raises ``OSError`` when the
     address cannot be bound, ``TimeoutError`` if the server does not come up in time.
+    ``stock_scans``: keep moto's per-message clock scans (a process that started a server
+    without it already has the single-clock ones).
     """
+    if not stock_scans:
+        install_single_clock_scans()
     server = _make_server(host, port)
     moto = MotoServer(server, serve_in_thread(server, f"moto-server:{server.server_address[1]}"))
     try:
@@ -232,10 +278,15 @@ def main(argv: list[str] | None = None) -> int:
         "--host", default=DEFAULT_HOST, help="address to bind (default %(default)s)"
     )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default %(default)s)")
+    parser.add_argument(
+        "--stock-scans",
+        action="store_true",
+        help="keep moto's per-message clock scans of SQS queues (slower with every message)",
+    )
     args = parser.parse_args(argv)
 
     return run_until_signalled(
-        lambda: start_moto_server(args.host, args.port),
+        lambda: start_moto_server(args.host, args.port, stock_scans=args.stock_scans),
         lambda server: f"moto server listening on {server.url} (backend calls serialised)",
     )
 

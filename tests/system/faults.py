@@ -91,6 +91,9 @@ def throttling_answer(service: str) -> tuple[int, dict[str, str], bytes]:
 
 class _AwsHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as botocore and kombu use it
+    # The answer's headers and body leave in two writes; with Nagle's algorithm the body would
+    # wait for the client's delayed ACK of the headers (about 40 ms a call on loopback).
+    disable_nagle_algorithm = True
     server: _AwsServer
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -162,12 +165,6 @@ class _AwsHandler(BaseHTTPRequestHandler):
         self._drop_upstream()
 
 
-class _NoDelayAwsHandler(_AwsHandler):
-    # The answer's headers and body leave in two writes; with Nagle's algorithm the body waits
-    # for the client's delayed ACK of the headers (about 40 ms a call on loopback).
-    disable_nagle_algorithm = True
-
-
 class _AwsServer(ThreadingHTTPServer):
     daemon_threads = True
     proxy: AwsFaultProxy
@@ -177,16 +174,13 @@ class AwsFaultProxy:
     """An HTTP proxy in front of moto (``upstream_url``) on a free loopback port, in a thread of
     this process. ``set(service, mode)`` / ``heal()`` change what it does to the next requests.
     ``observe(service, headers, body, status)``, if given, is called for every forwarded request
-    once it is answered (the benchmarks count AWS calls by action with it). ``no_delay``:
-    answers are not held back by Nagle's algorithm (the benchmarks' proxy; off, the fault
-    tests' calls each wait about 40 ms longer, as they always have)."""
+    once it is answered (the benchmarks count AWS calls by action with it)."""
 
     def __init__(
         self,
         upstream_url: str,
         name: str = "aws",
         observe: Callable[[str, Message, bytes, int], None] | None = None,
-        no_delay: bool = False,
     ) -> None:
         parts = urlsplit(upstream_url)
         self.name = name
@@ -197,8 +191,7 @@ class AwsFaultProxy:
         self._modes: dict[str, str] = {}
         self._counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
-        handler = _NoDelayAwsHandler if no_delay else _AwsHandler
-        self._server = _AwsServer(("127.0.0.1", 0), handler)
+        self._server = _AwsServer(("127.0.0.1", 0), _AwsHandler)
         self._server.proxy = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, name=f"aws-proxy-{name}", daemon=True
