@@ -88,23 +88,30 @@ class ClaimResult:
 def claim(email: WireEmail, queue: str, stale_after: timedelta) -> ClaimResult:
     """Claim ``email``'s record for sending, creating it when another producer queued it."""
     now = timezone.now()
-    Email.objects.get_or_create(
-        id=email.id,
-        defaults={
-            "from_email": email.from_email[:320],
-            "from_name": email.from_name[:256],
-            "to_email": email.to_email[:320],
-            "to_name": email.to_name[:256],
-            "subject": email.subject[:998],
-            "queue": queue,
-            "accepted_at": email.accepted_at or now,
-        },
-    )
     records = Email.objects.filter(id=email.id)
     claimable = [Email.Status.ACCEPTING, Email.Status.QUEUED, Email.Status.FAILED]
-    claimed = records.filter(status__in=claimable).update(
-        status=Email.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
-    )
+
+    def take() -> int:
+        return records.filter(status__in=claimable).update(
+            status=Email.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
+        )
+
+    # The record nearly always exists (the API wrote it): claim first, create only if missing.
+    claimed = take()
+    if not claimed and not records.exists():
+        Email.objects.get_or_create(
+            id=email.id,
+            defaults={
+                "from_email": email.from_email[:320],
+                "from_name": email.from_name[:256],
+                "to_email": email.to_email[:320],
+                "to_name": email.to_name[:256],
+                "subject": email.subject[:998],
+                "queue": queue,
+                "accepted_at": email.accepted_at or now,
+            },
+        )
+        claimed = take()
     if not claimed:
         claimed = (
             records.filter(status=Email.Status.SENDING)

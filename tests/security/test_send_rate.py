@@ -243,9 +243,10 @@ def test_two_processes_never_exceed_the_rate_together(tmp_path: Path) -> None:
     assert all(len(grants) == threads * each for grants in per_child)
     grants = [grant for grants in per_child for grant in grants]
     assert_rate_held(grants, rate, 2 * threads * each)
-    # Both processes took slots of the same windows: they really competed.
-    shared = set(grants_per_window(per_child[0])) & set(grants_per_window(per_child[1]))
-    assert shared
+    # Both processes asked at once (the first requests of each within one window), so the
+    # budget held against real competition, whichever process won the first window's slots.
+    first_asks = [min(before for _, before, _ in grants) for grants in per_child]
+    assert abs(first_asks[0] - first_asks[1]) < 1.0, first_asks
 
 
 # --- the hook in deliver ----------------------------------------------------------------------
