@@ -41,7 +41,7 @@ from dispatch.settlement import (
 )
 from emails import records
 from emails.models import Email
-from emails.records import Claim
+from emails.records import Claim, ClaimResult
 from emails.wire import UndecodableMessage, WireEmail, decode
 from gomail_site.aws import aws_client
 from gomail_site.metrics import DEAD_LETTERED, EMAILS_FAILED, EMAILS_SENT, UNKNOWN_OUTCOMES
@@ -141,6 +141,7 @@ def deliver(
     providers: Mapping[str, Provider],
     stale_after: timedelta,
     drained: Collection[str] = (),
+    claimed: ClaimResult | None = None,
 ) -> tuple[Verdict, list[Call]]:
     """Deliver one message through ``provider_name`` (or, after a permanent rejection, once
     through the next enabled provider that has not rejected it and is not ``drained``) and
@@ -160,7 +161,8 @@ def deliver(
     # Every log line from here on is about this email (cleared by the caller's thread).
     structlog.contextvars.bind_contextvars(message_id=email.id)
 
-    claimed = records.claim(email, message.queue, stale_after)
+    # The batch's claim when it settled this email (``records.claim_batch``), else its own.
+    claimed = claimed or records.claim(email, message.queue, stale_after)
     if claimed.claim in (Claim.ALREADY_SENT, Claim.ALREADY_DEAD, Claim.WITHDRAWN):
         return Verdict(message, Action.DELETE, email_id=email.id), []
     if claimed.claim is Claim.BUSY:
@@ -285,6 +287,24 @@ def _handed_back(
     )
 
 
+def _batch_claims(messages: Sequence[ReceivedMessage]) -> list[ClaimResult | None]:
+    """Each message's claim from one ``records.claim_batch`` for the batch, or None where the
+    message is to claim its record itself (undecodable, no record yet, another worker's claim,
+    or the same email a second time in the batch: only its first message may have it)."""
+    firsts: dict[str, WireEmail] = {}
+    owners: list[str | None] = []
+    for message in messages:
+        try:
+            email = decode(message.body, message.sqs_message_id)
+        except UndecodableMessage:
+            owners.append(None)
+            continue
+        owners.append(email.id if email.id not in firsts else None)
+        firsts.setdefault(email.id, email)
+    claims = records.claim_batch(list(firsts.values())) if firsts else {}
+    return [claims.get(owner) if owner else None for owner in owners]
+
+
 def batch_outcome(provider_name: str, calls: Sequence[Call]) -> BatchOutcome:
     """Count the calls made to the batch's own provider (others' failures are not its own)."""
     own = [call for call in calls if call.provider == provider_name]
@@ -318,18 +338,22 @@ def send_batch(
 
     drained = drained_providers(providers)
 
-    def deliver_in_thread(message: ReceivedMessage) -> tuple[Verdict, list[Call]]:
+    claims = _batch_claims(live)
+
+    def deliver_in_thread(
+        message: ReceivedMessage, claimed: ClaimResult | None
+    ) -> tuple[Verdict, list[Call]]:
         # The pool's threads keep their database connections from batch to batch; one that
         # broke (the database restarted) or outlived CONN_MAX_AGE is replaced here.
         close_old_connections()
         try:
             return deliver(
-                message, provider_name, providers, timedelta(seconds=visibility), drained
+                message, provider_name, providers, timedelta(seconds=visibility), drained, claimed
             )
         finally:
             structlog.contextvars.clear_contextvars()
 
-    results = list(_send_pool(concurrency).map(deliver_in_thread, live))
+    results = list(_send_pool(concurrency).map(deliver_in_thread, live, claims))
     close_old_connections()
 
     verdicts = [verdict for verdict, _ in results]

@@ -2,12 +2,12 @@
 
 Used by the API and by the admin's *resend*. No database lock is held across the SQS call:
 
-1. the record is written ``accepting`` (a short write of its own);
+1. the record is written ``queued`` (a short write of its own);
 2. the message goes out in this process's next ``SendMessageBatch`` (``emails.queueing``);
-3. SQS took it: the record becomes ``queued``, the caller's 200. SQS did not: the record is
-   ``withdrawn``, the caller's 503, and a copy SQS may have kept after all (its answer lost) is
-   dropped by the worker, never delivered. If a worker claimed the message before the
-   withdrawal, SQS did have it: it is delivered, and the caller gets its 200.
+3. SQS took it: the caller's 200. SQS did not: the record is ``withdrawn``, the caller's 503,
+   and a copy SQS may have kept after all (its answer lost) is dropped by the worker, never
+   delivered. If a worker claimed the message before the withdrawal, SQS did have it: it is
+   delivered, and the caller gets its 200.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def accept(
     queue_name = choose_queue()
     with bound_message(email.id), arriving() as arrival:
         try:
-            record = records.record_accepting(
+            record = records.record_accepted(
                 email, queue_name, api_key=api_key, user=user, resent_from=resent_from
             )
         except DatabaseError as exc:
@@ -65,8 +65,6 @@ def accept(
             enqueue(body, queue_name, arrival)
         except QueueUnavailable as exc:
             _withdraw_or_keep(record, exc)
-        else:
-            _mark_queued(record)
         EMAILS_ACCEPTED.inc()
         logger.info("accepted email %s on %s", email.id, queue_name)
     return record
@@ -84,11 +82,3 @@ def _withdraw_or_keep(record: Email, failure: QueueUnavailable) -> None:
         raise NotAccepted(str(failure)) from failure
     logger.info("SQS did take email %s: a worker claimed it before its withdrawal", record.id)
     record.refresh_from_db()
-
-
-def _mark_queued(record: Email) -> None:
-    try:
-        records.record_queued(record)
-    except DatabaseError:
-        # SQS has the message: it is accepted. A worker claims an ``accepting`` record too.
-        logger.exception("could not mark email %s queued", record.id)

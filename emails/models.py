@@ -133,13 +133,12 @@ class Email(models.Model):
     """One accepted email, keyed by the id the API assigned (the wire format's ``id``)."""
 
     class Status(models.TextChoices):
-        # Written before SendMessage, so that no database lock is held across it; ``queued``
-        # once SQS answered. A worker may claim an ``accepting`` record: SQS has its message.
-        ACCEPTING = "accepting"
+        # Written before SendMessage (no database lock is held across the call): a worker may
+        # claim it as soon as SQS has the message.
+        QUEUED = "queued"
         # SendMessage failed and the API answered 503: a copy SQS may have kept after all (an
         # answer lost) is dropped by the worker, never delivered.
         WITHDRAWN = "withdrawn"
-        QUEUED = "queued"
         SENDING = "sending"
         SENT = "sent"
         FAILED = "failed"
@@ -217,3 +216,15 @@ class Attempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}: {self.outcome}"
+
+
+class RateHistory(models.Model):
+    """One caller's recent requests in one rate-limit scope (``emails.throttling``): the
+    timestamps DRF's throttle keeps, newest first, in a row locked while it is updated."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    history = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,9 +1,9 @@
 """The life of an email record, from its acceptance while workers deliver it (DESIGN.md
 section 7).
 
-The API (``emails.accepting``) creates the ``accepting`` record with ``record_accepting``
-before it asks SQS, then marks it ``queued`` (``record_queued``) or, when SQS did not take it,
-``withdrawn`` (``withdraw``): each a short write of its own, none held across the call. A
+The API (``emails.accepting``) creates the ``queued`` record with ``record_accepted`` before
+it asks SQS (a short write of its own, no lock held across the call) and, when SQS did not
+take the message, marks it ``withdrawn`` (``withdraw``). A
 worker *claims* a record before calling a provider: one conditional UPDATE, so of two
 workers holding the same message only one sends it, and a record already ``sent`` is never
 sent again. A claim older than the incoming queue's visibility timeout belonged to a worker
@@ -12,6 +12,7 @@ that died; it may be taken over (and the attempt counted as of unknown outcome).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -24,7 +25,7 @@ from emails.models import ApiKey, Attempt, Email
 from emails.wire import WireEmail
 
 
-def record_accepting(
+def record_accepted(
     email: WireEmail,
     queue: str,
     *,
@@ -32,10 +33,9 @@ def record_accepting(
     user: Any = None,
     resent_from: Email | None = None,
 ) -> Email:
-    """Create the ``accepting`` record of ``email``, about to be sent to ``queue``."""
+    """Create the ``queued`` record of ``email``, about to be sent to ``queue``."""
     return Email.objects.create(
         id=email.id,
-        status=Email.Status.ACCEPTING,
         from_email=email.from_email,
         from_name=email.from_name,
         to_email=email.to_email,
@@ -57,21 +57,13 @@ class Claim(StrEnum):
     BUSY = "busy"  # another worker is sending it: look again once its claim would be stale
 
 
-def record_queued(record: Email) -> None:
-    """SQS took ``record``'s message (unless a worker already moved it on)."""
-    Email.objects.filter(id=record.id, status=Email.Status.ACCEPTING).update(
-        status=Email.Status.QUEUED
-    )
-    record.status = Email.Status.QUEUED
-
-
 def withdraw(record: Email) -> bool:
     """SendMessage failed: withdraw ``record`` so that no copy SQS may hold is delivered.
 
     False when a worker claimed it first: SQS did take the message after all, and it is on its
     way (the caller then answers 200, not 503).
     """
-    withdrawn = Email.objects.filter(id=record.id, status=Email.Status.ACCEPTING).update(
+    withdrawn = Email.objects.filter(id=record.id, status=Email.Status.QUEUED).update(
         status=Email.Status.WITHDRAWN
     )
     return bool(withdrawn)
@@ -85,14 +77,44 @@ class ClaimResult:
     stale_in: timedelta | None = None
 
 
+CLAIMABLE = (Email.Status.QUEUED, Email.Status.FAILED)
+
+
+def claim_batch(emails: Sequence[WireEmail]) -> dict[str, ClaimResult]:
+    """Claim the records of a batch's ``emails`` (distinct ids) at once: one UPDATE, one SELECT.
+
+    The answer holds the emails this settles: claimed now, or already sent, dead or withdrawn.
+    The others (no record yet, or another worker's claim, stale or not) are the caller's to
+    ``claim`` one by one. A record this UPDATE claimed is told by its ``claimed_at``, this
+    call's own instant.
+    """
+    now = timezone.now()
+    ids = [email.id for email in emails]
+    Email.objects.filter(id__in=ids, status__in=CLAIMABLE).update(
+        status=Email.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
+    )
+    settled_as = {
+        Email.Status.SENT: Claim.ALREADY_SENT,
+        Email.Status.DEAD: Claim.ALREADY_DEAD,
+        Email.Status.WITHDRAWN: Claim.WITHDRAWN,
+    }
+    results: dict[str, ClaimResult] = {}
+    rows = Email.objects.filter(id__in=ids).values_list("id", "status", "rejections", "claimed_at")
+    for email_id, status, rejections, claimed_at in rows:
+        if status == Email.Status.SENDING and claimed_at == now:
+            results[str(email_id)] = ClaimResult(Claim.CLAIMED, dict(rejections or {}))
+        elif status in settled_as:
+            results[str(email_id)] = ClaimResult(settled_as[status])
+    return results
+
+
 def claim(email: WireEmail, queue: str, stale_after: timedelta) -> ClaimResult:
     """Claim ``email``'s record for sending, creating it when another producer queued it."""
     now = timezone.now()
     records = Email.objects.filter(id=email.id)
-    claimable = [Email.Status.ACCEPTING, Email.Status.QUEUED, Email.Status.FAILED]
 
     def take() -> int:
-        return records.filter(status__in=claimable).update(
+        return records.filter(status__in=CLAIMABLE).update(
             status=Email.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1
         )
 

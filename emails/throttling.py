@@ -9,27 +9,27 @@
   (``POST /email/send``, a view with ``throttle_scope = "send"``) and scope ``read`` (every
   other API request: ``GET /email/<id>``, ``GET /email/recent``, ``/providers``...). Polling a
   status therefore never uses up the right to send, nor sending the right to look.
-- **Where**: DRF's request history lives in the default cache, the ``DatabaseCache`` every API
-  process shares, so the limit holds across processes and hosts. DRF reads the history, then
-  writes it back; two processes doing that at once could each miss the other's request, so the
-  read and the write run in one transaction that excludes the other processes: on SQLite its
-  ``BEGIN IMMEDIATE`` takes the write lock, on PostgreSQL a transaction-scoped advisory lock on
-  the history's key does.
+- **Where**: DRF's request history lives in the database every API process shares
+  (``RateHistory``, one row per caller and scope), so the limit holds across processes and
+  hosts. DRF reads the history, then writes it back; two processes doing that at once could
+  each miss the other's request, so the read and the write run in one short transaction that
+  locks the row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` takes
+  its write lock): two statements, where the database cache took five (its ``set`` counts the
+  whole cache table each time), and only one caller's requests wait for each other.
 - **When**: the rates are read from ``settings.GOMAIL`` on every request. A refused request
   is answered ``429`` with ``Retry-After`` (``emails.errors`` shapes the body).
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
-from emails.models import ApiKey
+from emails.models import ApiKey, RateHistory
 
 SEND_SCOPE = "send"
 READ_SCOPE = "read"
@@ -58,13 +58,17 @@ class _ConfiguredRateThrottle(SimpleRateThrottle):
             return None
         return f"throttle:{self.kind}:{throttle_scope(view)}:{ident}"
 
+    cache = None  # DRF's default cache is not used: see _HistoryRows
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache = _HistoryRows()
+
     def allow_request(self, request: Request, view: Any) -> bool:
         key = self.get_cache_key(request, view)
         if key is None:
             return True  # not ours to count: no transaction, no lock
         with transaction.atomic():
-            if connection.vendor == "postgresql":
-                _advisory_lock(key)
             return super().allow_request(request, view)
 
     def wait(self) -> float:
@@ -101,8 +105,19 @@ class UserRateThrottle(_ConfiguredRateThrottle):
         return str(user.pk)
 
 
-def _advisory_lock(key: str) -> None:
-    # A signed 64-bit number for the key; a collision only serialises two histories more.
-    number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [number])
+class _HistoryRows:
+    """The two cache calls DRF's throttle makes, on ``RateHistory`` rows, inside its
+    transaction: ``get`` locks the caller's row, ``set`` writes it back (or creates it)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        locked = RateHistory.objects.select_for_update().filter(key=key).values_list("history")
+        found = locked.first()
+        if found is None:
+            # A caller's first request: make the row (another process may make it at the same
+            # moment), then lock it like any other, so that no two first requests both pass.
+            RateHistory.objects.bulk_create([RateHistory(key=key)], ignore_conflicts=True)
+            found = locked.first()
+        return found[0] if found and found[0] else default
+
+    def set(self, key: str, history: list[float], timeout: float | None = None) -> None:
+        RateHistory.objects.filter(key=key).update(history=history)

@@ -64,7 +64,7 @@ def fresh_breakers() -> Iterator[None]:
 def fresh_cache(request: pytest.FixtureRequest) -> None:
     """An empty Django cache for every database test (the one place that empties it): the
     cache table is not a model, so pytest-django's rollback or flush leaves provider health,
-    outcomes and rate-limit counts behind."""
+    outcomes and pending batches behind."""
     if request.node.get_closest_marker("database") is None:
         return
     from django.core.cache import cache

@@ -262,25 +262,48 @@ def test_record_attempt_keeps_the_history_in_order():
     ]
 
 
-def test_an_accepting_record_is_claimed_and_then_cannot_be_withdrawn():
+def test_a_claimed_record_cannot_be_withdrawn():
     # SQS answered the API late: a worker already read the message. It is delivered, and the
     # API's withdrawal finds it gone (the API then answers 200, not 503).
     email = wire()
-    record = records.record_accepting(email, "q")
-    assert record.status == Email.Status.ACCEPTING
+    record = records.record_accepted(email, "q")
+    assert record.status == Email.Status.QUEUED
 
     assert records.claim(email, "q", STALE_AFTER).claim is Claim.CLAIMED
     assert records.withdraw(record) is False
-    records.record_queued(record)  # a late "queued" mark cannot move it back either
     assert Email.objects.get(id=email.id).status == Email.Status.SENDING
 
 
 def test_a_withdrawn_record_is_never_claimed():
     # The API answered 503; a copy SQS kept after all (its answer lost) is dropped unsent.
     email = wire()
-    record = records.record_accepting(email, "q")
+    record = records.record_accepted(email, "q")
     assert records.withdraw(record) is True
 
     assert records.claim(email, "q", STALE_AFTER).claim is Claim.WITHDRAWN
     assert Email.objects.get(id=email.id).status == Email.Status.WITHDRAWN
     assert Email.objects.get(id=email.id).attempts == 0
+
+
+def test_claim_batch_settles_what_it_can_in_one_go_and_leaves_the_rest():
+    queued_email, failed_email, sent_email, busy_email, missing = (wire() for _ in range(5))
+    stored(queued_email)
+    stored(failed_email, status=Email.Status.FAILED, attempts=1, rejections={"ses": "no"})
+    stored(sent_email, status=Email.Status.SENT)
+    stored(busy_email, status=Email.Status.SENDING, claimed_at=timezone.now())
+
+    results = records.claim_batch([queued_email, failed_email, sent_email, busy_email, missing])
+
+    assert results == {
+        queued_email.id: records.ClaimResult(Claim.CLAIMED),
+        failed_email.id: records.ClaimResult(Claim.CLAIMED, {"ses": "no"}),
+        sent_email.id: records.ClaimResult(Claim.ALREADY_SENT),
+    }
+    # Another worker's claim and a record that does not exist yet are left to claim().
+    assert records.claim(busy_email, "q", STALE_AFTER).claim is Claim.BUSY
+    assert records.claim(missing, "q", STALE_AFTER).claim is Claim.CLAIMED
+    attempts = dict(Email.objects.values_list("id", "attempts"))
+    assert attempts[uuid.UUID(queued_email.id)] == 1
+    assert attempts[uuid.UUID(failed_email.id)] == 2
+    # A second batch holding the same messages finds them claimed: nothing is claimed twice.
+    assert records.claim_batch([queued_email, failed_email]) == {}
