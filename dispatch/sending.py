@@ -235,6 +235,7 @@ def deliver(
                 reason=error.reason,
                 retry_after_seconds=error.retry_after_seconds,
                 email_id=email.id,
+                failures=claimed.attempts or None,
             ), calls
         BREAKERS.record(name, failed=False)
         calls.append(Call(name, "sent"))
@@ -256,7 +257,11 @@ def deliver(
     # Rejected here, and the provider left to try was not reached this time: try it later.
     records.record_failure(email.id, provider_name, "retrying on another provider", False)
     return Verdict(
-        message, Action.RETRY, reason="retrying on another provider", email_id=email.id
+        message,
+        Action.RETRY,
+        reason="retrying on another provider",
+        email_id=email.id,
+        failures=claimed.attempts or None,
     ), calls
 
 

@@ -44,6 +44,10 @@ class Verdict:
     reason: str = ""
     retry_after_seconds: float | None = None
     email_id: str | None = None
+    # RETRY: the email's provider calls so far (its record's attempts), the backoff's exponent.
+    # None: its receives stand in (a message handed back unsent is received again too, so
+    # they overcount: a backlog held back by a breaker would otherwise back off for minutes).
+    failures: int | None = None
 
 
 @dataclass
@@ -58,7 +62,7 @@ class SettlementPlan:
 def backoff_seconds(
     receive_count: int, base: int, cap: int, retry_after: float | None = None
 ) -> int:
-    """How long a failed message stays invisible: ``base * 2^(receives-1)`` up to ``cap``,
+    """How long a failed message stays invisible: ``base * 2^(failures-1)`` up to ``cap``,
     but never less than a provider's own ``retry_after``, and within SQS's 12 hours."""
     exponent = min(max(receive_count - 1, 0), 30)
     delay = min(cap, base * 2**exponent)
@@ -75,7 +79,8 @@ def plan_settlement(verdicts: Sequence[Verdict], base: int, cap: int) -> Settlem
         if verdict.action is Action.DELETE:
             plan.deletes[message.queue].append(message)
         elif verdict.action is Action.RETRY:
-            delay = backoff_seconds(message.receive_count, base, cap, verdict.retry_after_seconds)
+            count = verdict.failures if verdict.failures is not None else message.receive_count
+            delay = backoff_seconds(count, base, cap, verdict.retry_after_seconds)
             plan.retries[message.queue].append((message, delay))
         elif verdict.action is Action.RECHECK:
             # Not a failure: no backoff, just the time until the other holder's claim lapses.

@@ -73,6 +73,8 @@ def withdraw(record: Email) -> bool:
 class ClaimResult:
     claim: Claim
     rejections: dict[str, str] = field(default_factory=dict)
+    # CLAIMED: the record's attempts, this one included (the backoff counts them).
+    attempts: int = 0
     # BUSY: how long until the other worker's claim is stale (and may be taken over).
     stale_in: timedelta | None = None
 
@@ -99,10 +101,12 @@ def claim_batch(emails: Sequence[WireEmail]) -> dict[str, ClaimResult]:
         Email.Status.WITHDRAWN: Claim.WITHDRAWN,
     }
     results: dict[str, ClaimResult] = {}
-    rows = Email.objects.filter(id__in=ids).values_list("id", "status", "rejections", "claimed_at")
-    for email_id, status, rejections, claimed_at in rows:
+    rows = Email.objects.filter(id__in=ids).values_list(
+        "id", "status", "rejections", "claimed_at", "attempts"
+    )
+    for email_id, status, rejections, claimed_at, attempts in rows:
         if status == Email.Status.SENDING and claimed_at == now:
-            results[str(email_id)] = ClaimResult(Claim.CLAIMED, dict(rejections or {}))
+            results[str(email_id)] = ClaimResult(Claim.CLAIMED, dict(rejections or {}), attempts)
         elif status in settled_as:
             results[str(email_id)] = ClaimResult(settled_as[status])
     return results
@@ -144,9 +148,11 @@ def claim(email: WireEmail, queue: str, stale_after: timedelta) -> ClaimResult:
                 unknown_outcomes=F("unknown_outcomes") + 1,
             )
         )
-    status, rejections, claimed_at = records.values_list("status", "rejections", "claimed_at").get()
+    status, rejections, claimed_at, attempts = records.values_list(
+        "status", "rejections", "claimed_at", "attempts"
+    ).get()
     if claimed:
-        return ClaimResult(Claim.CLAIMED, dict(rejections or {}))
+        return ClaimResult(Claim.CLAIMED, dict(rejections or {}), attempts)
     if status == Email.Status.SENT:
         return ClaimResult(Claim.ALREADY_SENT)
     if status == Email.Status.DEAD:

@@ -503,3 +503,14 @@ def test_a_batch_extends_visibility_only_when_it_starts_late(
         for age in ages
     ]
     assert needs_extension(messages, now, visibility=30) is extend
+
+
+def test_the_backoff_counts_failed_calls_not_receives() -> None:
+    # Read seven times (held back by a breaker, a busy claim...), failed once: the first backoff.
+    message = received(receive_count=7)
+    failed_once = Verdict(message, Action.RETRY, reason="HTTP 500", failures=1)
+    unknown = Verdict(received(receive_count=3), Action.RETRY, reason="HTTP 500")
+
+    plan = plan_settlement([failed_once, unknown], base=10, cap=900)
+
+    assert dict(plan.retries)["in-1"] == [(message, 10), (unknown.message, 40)]

@@ -295,8 +295,8 @@ def test_claim_batch_settles_what_it_can_in_one_go_and_leaves_the_rest():
     results = records.claim_batch([queued_email, failed_email, sent_email, busy_email, missing])
 
     assert results == {
-        queued_email.id: records.ClaimResult(Claim.CLAIMED),
-        failed_email.id: records.ClaimResult(Claim.CLAIMED, {"ses": "no"}),
+        queued_email.id: records.ClaimResult(Claim.CLAIMED, {}, attempts=1),
+        failed_email.id: records.ClaimResult(Claim.CLAIMED, {"ses": "no"}, attempts=2),
         sent_email.id: records.ClaimResult(Claim.ALREADY_SENT),
     }
     # Another worker's claim and a record that does not exist yet are left to claim().
