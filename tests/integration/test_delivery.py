@@ -37,9 +37,17 @@ PAUSE = 0.5  # seconds between pipeline runs, as beat's interval would be
 PER_RUN = 10  # emails accepted through the API before each run
 
 
+# The workers' breaker reopens after this long: a test that starts right after an outage test
+# finds it closed again, so that every probe dispatched to SendGrid reaches it (the breaker's
+# holding back of a failing provider's calls is proven by tests/dispatch/test_sending.py).
+BREAKER_COOLDOWN = 0.2
+
+
 @pytest.fixture(scope="module")
 def provider_worker(module_processes: GroupFactory) -> harness.ProcessGroup:
-    group = module_processes("delivery")
+    group = module_processes(
+        "delivery", overrides={"health": {"breaker_cooldown_seconds": BREAKER_COOLDOWN}}
+    )
     group.worker("providers", ["ses", "sendgrid"], concurrency=4)
     return group
 
