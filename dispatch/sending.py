@@ -348,15 +348,16 @@ def send_batch(
     def deliver_in_thread(
         message: ReceivedMessage, claimed: ClaimResult | None
     ) -> tuple[Verdict, list[Call]]:
-        # The pool's threads keep their database connections from batch to batch; one that
-        # broke (the database restarted) or outlived CONN_MAX_AGE is replaced here.
-        close_old_connections()
         try:
             return deliver(
                 message, provider_name, providers, timedelta(seconds=visibility), drained, claimed
             )
         finally:
             structlog.contextvars.clear_contextvars()
+            # Closed after each message: kept, every worker process would hold one connection
+            # per sending thread (send_concurrency each), beyond PostgreSQL's max_connections
+            # for a few workers (seen in a CI run).
+            connection.close()
 
     results = list(_send_pool(concurrency).map(deliver_in_thread, live, claims))
     close_old_connections()
