@@ -10,6 +10,6 @@ import os
 
 workers = int(os.environ.get("GOMAIL_WEB_WORKERS", "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("GOMAIL_WEB_THREADS", "8"))
+threads = int(os.environ.get("GOMAIL_WEB_THREADS", "4"))
 # Clients that keep their connection (other services, load balancers) skip a TCP handshake.
 keepalive = 5
