@@ -50,6 +50,12 @@ class BotocoreErrorRule(NamedTuple):
 # Failures of the exchange itself, most specific class first (the first isinstance match wins).
 # The reason is this fixed description plus the endpoint, never str(exc): botocore's messages can
 # quote request parameters (ParamValidationError quotes the body).
+#
+# "Not sent" is claimed only for the classes botocore raises before a byte of the request was
+# written (botocore/httpsession.py, urllib3 2.x): EndpointConnectionError wraps urllib3's
+# NewConnectionError or a DNS failure, ConnectTimeoutError a timeout of the TCP connect; both
+# come from opening the connection. Every other failure of the exchange may come after SES had
+# the request, so its outcome is unknown (a retry may deliver a second copy, which is counted).
 BOTOCORE_ERROR_RULES: tuple[BotocoreErrorRule, ...] = (
     # The request was sent and no answer came in time: SES may have accepted it.
     BotocoreErrorRule(
@@ -63,14 +69,22 @@ BOTOCORE_ERROR_RULES: tuple[BotocoreErrorRule, ...] = (
         True,
         "connection closed before an answer",
     ),
-    # Could not connect at all (refused, DNS, connect timeout, proxy, TLS handshake): not sent.
+    # Could not open a connection (refused, DNS, connect timeout): not sent.
     BotocoreErrorRule(
         boto_errors.EndpointConnectionError, ErrorKind.TRANSIENT, False, "could not connect"
     ),
     BotocoreErrorRule(
         boto_errors.ConnectTimeoutError, ErrorKind.TRANSIENT, False, "connect timeout"
     ),
-    BotocoreErrorRule(boto_errors.ConnectionError, ErrorKind.TRANSIENT, False, "could not connect"),
+    # A ConnectionError by its class, but urllib3 raises SSLError for a TLS failure at any
+    # point: the handshake, or reading the answer to a request SES already has.
+    BotocoreErrorRule(boto_errors.SSLError, ErrorKind.TRANSIENT, True, "TLS failure"),
+    # Also raised after the request was written: http.client closes the connection when the
+    # proxy hangs up while the answer is awaited, and urllib3 then takes the closed connection
+    # for one that never reached the proxy.
+    BotocoreErrorRule(boto_errors.ProxyConnectionError, ErrorKind.TRANSIENT, True, "proxy failure"),
+    # Any other (future) member of the family: not known to be raised before the request.
+    BotocoreErrorRule(boto_errors.ConnectionError, ErrorKind.TRANSIENT, True, "connection failure"),
     # Credentials are signed in before sending, so nothing left the process.
     BotocoreErrorRule(
         boto_errors.NoCredentialsError, ErrorKind.PROVIDER_CONFIG, False, "no AWS credentials"
@@ -104,6 +118,13 @@ BOTOCORE_ERROR_RULES: tuple[BotocoreErrorRule, ...] = (
     ),
     BotocoreErrorRule(boto_errors.BotoCoreError, ErrorKind.TRANSIENT, True, "botocore failure"),
 )
+
+
+def botocore_error_rule(error: Exception) -> BotocoreErrorRule | None:
+    """The first rule of ``BOTOCORE_ERROR_RULES`` that ``error`` is an instance of; None for an
+    exception botocore did not raise. Pure."""
+    return next((rule for rule in BOTOCORE_ERROR_RULES if isinstance(error, rule.exception)), None)
+
 
 # SES message tags allow only these characters; an id outside them is simply not tagged,
 # because a tag SES refuses would reject the whole message (InvalidParameterValue).
@@ -165,16 +186,16 @@ class SesProvider(Provider):
         through ``BOTOCORE_ERROR_RULES``; anything else is TRANSIENT with an unknown outcome."""
         if isinstance(error, boto_errors.ClientError):
             return self._classify_client_error(error)
-        for rule in BOTOCORE_ERROR_RULES:
-            if isinstance(error, rule.exception):
-                endpoint = getattr(error, "kwargs", {}).get("endpoint_url")
-                reason = f"{rule.description} ({endpoint})" if endpoint else rule.description
-                return self.error(
-                    rule.kind,
-                    reason,
-                    code=type(error).__name__,
-                    outcome_unknown=rule.outcome_unknown,
-                )
+        rule = botocore_error_rule(error)
+        if rule is not None:
+            endpoint = getattr(error, "kwargs", {}).get("endpoint_url")
+            reason = f"{rule.description} ({endpoint})" if endpoint else rule.description
+            return self.error(
+                rule.kind,
+                reason,
+                code=type(error).__name__,
+                outcome_unknown=rule.outcome_unknown,
+            )
         return self.error(
             ErrorKind.TRANSIENT,
             f"unexpected {type(error).__name__} while sending",

@@ -6,19 +6,29 @@ code or class: that is data, not a mock.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import os
 import pickle
 import re
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore import exceptions as boto_errors
 from botocore.config import Config
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from devtools.moto_server import MotoServer, start_moto_server
 from dispatch.providers import (
@@ -27,7 +37,7 @@ from dispatch.providers import (
     ProviderError,
     SesProvider,
 )
-from dispatch.providers.ses import BOTOCORE_ERROR_RULES, SES_ERROR_KINDS
+from dispatch.providers.ses import BOTOCORE_ERROR_RULES, SES_ERROR_KINDS, botocore_error_rule
 from tests.dispatch.realparts import SENDER, outgoing_email
 from tests.harness.queues import ses_messages
 from tests.ports import unused_port
@@ -192,6 +202,17 @@ def test_unreachable_endpoint_is_transient_and_known_not_sent() -> None:
     assert error.counts_against_health is True
 
 
+def read_whole_request(conn: socket.socket) -> None:
+    """Read one HTTP request, head and ``Content-Length`` body, from ``conn``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += conn.recv(65536)
+
+
 @contextmanager
 def server_that_never_answers(*, hang_up: bool) -> Iterator[tuple[str, threading.Event]]:
     """A real HTTP listener that reads one whole request and never answers it.
@@ -207,13 +228,7 @@ def server_that_never_answers(*, hang_up: bool) -> Iterator[tuple[str, threading
         def serve() -> None:
             conn, _ = listener.accept()
             with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
-                while len(body) < length:
-                    body += conn.recv(65536)
+                read_whole_request(conn)
                 received.set()
                 if not hang_up:
                     while conn.recv(65536):
@@ -250,6 +265,117 @@ def test_connection_closed_after_the_request_is_transient_with_unknown_outcome()
     assert received.is_set()
     assert caught.value.kind is ErrorKind.TRANSIENT
     assert caught.value.code == "ConnectionClosedError"
+    assert caught.value.outcome_unknown is True
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, as PEM files in ``directory``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@contextmanager
+def tls_server_that_answers_garbage(directory: Path) -> Iterator[tuple[str, Path, threading.Event]]:
+    """A real HTTPS listener: a good handshake, one whole request read, then bytes that are no
+    TLS record where the answer should be (the client's TLS layer fails while reading it).
+
+    Yields its URL, the CA file that trusts it and an event set once the request has arrived.
+    """
+    cert_path, key_path = self_signed_certificate(directory)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        received = threading.Event()
+
+        def serve() -> None:
+            raw, _ = listener.accept()
+            with context.wrap_socket(raw, server_side=True) as conn:
+                read_whole_request(conn)
+                received.set()
+                # Under the TLS layer: an application-data header, then bytes no key decrypts.
+                os.write(conn.fileno(), b"\x17\x03\x03\x00\x10" + b"not a TLS record")
+                with contextlib.suppress(OSError):  # the client answers with a TLS alert
+                    conn.recv(1)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        yield f"https://127.0.0.1:{listener.getsockname()[1]}", cert_path, received
+        thread.join(5)
+
+
+def test_tls_failure_while_reading_the_answer_is_transient_with_unknown_outcome(
+    tmp_path: Path,
+) -> None:
+    # botocore's SSLError is one of its ConnectionErrors, but urllib3 raises it for a TLS
+    # failure at any point, here after SES had the whole request: it may have sent the email.
+    with tls_server_that_answers_garbage(tmp_path) as (url, ca_file, received):
+        client = boto3.session.Session().client(
+            "ses",
+            region_name=REGION,
+            endpoint_url=url,
+            verify=str(ca_file),
+            config=Config(retries={"total_max_attempts": 1}, connect_timeout=2, read_timeout=5),
+        )
+
+        with pytest.raises(ProviderError) as caught:
+            SesProvider(client).send(outgoing_email())
+
+    assert received.is_set()
+    assert caught.value.code == "SSLError"
+    assert caught.value.kind is ErrorKind.TRANSIENT
+    assert caught.value.outcome_unknown is True
+
+
+def test_proxy_dropping_the_connection_after_the_request_is_unknown_outcome() -> None:
+    # A forwarding proxy that read the whole request (and may have passed it on) hangs up:
+    # http.client closes the connection, urllib3 then sees one "not connected to the proxy"
+    # and calls it a ProxyError, so botocore's ProxyConnectionError does not mean "not sent".
+    with server_that_never_answers(hang_up=True) as (proxy_url, received):
+        client = boto3.session.Session().client(
+            "ses",
+            region_name=REGION,
+            endpoint_url=f"http://127.0.0.1:{unused_port()}",
+            config=Config(
+                retries={"total_max_attempts": 1},
+                connect_timeout=2,
+                read_timeout=5,
+                proxies={"http": proxy_url},
+            ),
+        )
+
+        with pytest.raises(ProviderError) as caught:
+            SesProvider(client).send(outgoing_email())
+
+    assert received.is_set()
+    assert caught.value.code == "ProxyConnectionError"
     assert caught.value.outcome_unknown is True
 
 
@@ -354,11 +480,15 @@ def test_unknown_ses_error_code_is_transient_whatever_the_status(status: int) ->
     [
         (boto_errors.EndpointConnectionError(endpoint_url="http://x"), ErrorKind.TRANSIENT, False),
         (boto_errors.ConnectTimeoutError(endpoint_url="http://x"), ErrorKind.TRANSIENT, False),
+        # Any of these may come after the request was written (see the real-part tests above).
         (
             boto_errors.ProxyConnectionError(proxy_url="http://proxy"),
             ErrorKind.TRANSIENT,
-            False,
+            True,
         ),
+        (boto_errors.SSLError(endpoint_url="https://x", error="bad"), ErrorKind.TRANSIENT, True),
+        (boto_errors.ConnectionError(error="a new kind"), ErrorKind.TRANSIENT, True),
+        (boto_errors.ResponseStreamingError(error="cut"), ErrorKind.TRANSIENT, True),
         (boto_errors.ReadTimeoutError(endpoint_url="http://x"), ErrorKind.TRANSIENT, True),
         # Raised when the connection drops after the request was written: may have been sent.
         (
@@ -395,6 +525,26 @@ def test_every_botocore_rule_is_reachable() -> None:
     for index, rule in enumerate(BOTOCORE_ERROR_RULES):
         for earlier in BOTOCORE_ERROR_RULES[:index]:
             assert not issubclass(rule.exception, earlier.exception), (rule, earlier)
+
+
+def test_only_failures_to_open_a_connection_are_known_not_sent() -> None:
+    # The exchange's failures (not the local ones: credentials, validation) are of unknown
+    # outcome unless botocore raises them before writing the request.
+    exchange = (boto_errors.ConnectionError, boto_errors.HTTPClientError)
+    known_not_sent = {
+        rule.exception
+        for rule in BOTOCORE_ERROR_RULES
+        if issubclass(rule.exception, exchange) and not rule.outcome_unknown
+    }
+
+    assert known_not_sent == {boto_errors.EndpointConnectionError, boto_errors.ConnectTimeoutError}
+
+
+def test_botocore_error_rule_is_the_first_match() -> None:
+    tls = boto_errors.SSLError(endpoint_url="https://x", error="bad record mac")
+
+    assert botocore_error_rule(tls).exception is boto_errors.SSLError
+    assert botocore_error_rule(ValueError("not botocore")) is None
 
 
 def test_botocore_reasons_never_quote_the_request() -> None:
