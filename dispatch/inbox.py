@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dispatch.reading import QueueLevels, receive_sizes
+from dispatch.reading import SKIPPED, QueueLevels, receive_sizes
 from gomail_site.aws import aws_client, queue_url
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,20 @@ def receive(queue_name: str, count: int) -> list[ReceivedMessage]:
 
 
 def read_levels(queue_names: Sequence[str], pool: ThreadPoolExecutor) -> list[QueueLevels]:
-    """The levels of every queue, asked concurrently."""
-    return list(pool.map(queue_levels, queue_names))
+    """The levels of every queue, asked concurrently; ``SKIPPED`` for a queue whose levels
+    could not be read, so that one failing queue (throttled, deleted, denied) does not stop
+    the others from being read this run."""
+    return list(pool.map(_levels_or_skipped, queue_names))
+
+
+def _levels_or_skipped(queue_name: str) -> QueueLevels:
+    try:
+        return queue_levels(queue_name)
+    except (BotoCoreError, ClientError) as exc:
+        logger.warning(
+            "could not read the levels of %s, not reading it this run: %s", queue_name, exc
+        )
+        return SKIPPED
 
 
 def read_messages(

@@ -35,10 +35,17 @@ class QueueLevels:
 
     `depth` is `ApproximateNumberOfMessages` (visible, waiting to be read); `in_flight` is
     `ApproximateNumberOfMessagesNotVisible` (read and not yet deleted or handed back).
+    `skipped`: SQS did not tell (the call failed); the queue is not read this run, since its
+    in-flight cap cannot be checked and its receives would most likely fail the same way.
     """
 
     depth: int
     in_flight: int
+    skipped: bool = False
+
+
+#: The levels of a queue whose counters could not be read: nothing is read from it this run.
+SKIPPED = QueueLevels(depth=0, in_flight=0, skipped=True)
 
 
 def readable_depth(depth: int, in_flight: int, max_in_flight: int) -> int:
@@ -210,9 +217,10 @@ def plan_reads(
     bounded by its in-flight room under `max_in_flight`; then the run's `allowance` (from
     `read_allowance`; None: no backpressure) is shared between the queues by
     `divide_allowance`. Each queue's budget becomes `readers_for_depth(..., budget=...)`
-    readers with `reader_quotas`. Returns one list per queue; an empty list means "do not read
-    that queue this run". The sum over all quotas never exceeds `allowance`, and no queue's
-    quotas exceed its in-flight room.
+    readers with `reader_quotas`. A `skipped` queue wants nothing, not even the one poll.
+    Returns one list per queue; an empty list means "do not read that queue this run". The
+    sum over all quotas never exceeds `allowance`, and no queue's quotas exceed its in-flight
+    room.
 
     Raises ValueError on a negative count, `max_readers` < 1, `per_reader` outside 1..10 or
     `receives_per_reader` < 1.
@@ -225,6 +233,9 @@ def plan_reads(
     wants = []
     for queue in queues:
         _check_not_negative(depth=queue.depth, in_flight=queue.in_flight)
+        if queue.skipped:
+            wants.append(0)  # a budget of 0 is no reader at all (`_readers`)
+            continue
         room = _room(queue.in_flight, max_in_flight)
         readers = _readers(queue.depth, max_readers, capacity, budget=room)
         wants.append(min(room, readers * capacity))
@@ -262,3 +273,26 @@ def _check_reader_limits(max_readers: int, per_reader: int) -> None:
         raise ValueError(f"max_readers must be >= 1, got {max_readers}")
     if not 1 <= per_reader <= SQS_MAX_RECEIVE:
         raise ValueError(f"per_reader must be in 1..{SQS_MAX_RECEIVE}, got {per_reader}")
+
+
+def routes_with_room(
+    providers: Sequence[ProviderRoute],
+    capacity: Mapping[str, int],
+    in_flight: Mapping[str, int],
+) -> list[ProviderRoute]:
+    """The providers this run's split may use: a healthy provider at its ``max_in_flight``
+    sits this run out, so that one provider at its limit (its workers stopped consuming, or
+    slow) does not stop reading for the others. Pure.
+
+    Kept as they are when every healthy provider is at its limit: the unhealthy ones must not
+    take the whole split then (``read_allowance`` reads nothing for them). An unhealthy
+    provider is always kept: it gets a probe, which is exempt from headroom.
+    """
+    full = {
+        route.name
+        for route in providers
+        if route.healthy and _room(in_flight.get(route.name, 0), capacity[route.name]) == 0
+    }
+    if not any(route.healthy and route.name not in full for route in providers):
+        return list(providers)
+    return [route for route in providers if route.name not in full]

@@ -289,6 +289,15 @@ def test_divide_allowance_is_max_min_fair(wants: list[int], allowance: int) -> N
             [[8], [7]],
             id="scarce allowance split fairly",
         ),
+        pytest.param(
+            [QueueLevels(0, 0, skipped=True)], None, [[]], id="levels unread: not even a poll"
+        ),
+        pytest.param(
+            [QueueLevels(100, 0, skipped=True), QueueLevels(100, 0)],
+            30,
+            [[], [10, 10, 10]],
+            id="a skipped queue leaves its share to the others",
+        ),
     ],
 )
 def test_plan_reads_table(
