@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from celery.schedules import crontab
 from kombu import Queue
 
 from gomail_site.config import PIPELINE_QUEUE, get_config
@@ -63,12 +64,47 @@ worker_hijack_root_logger = False
 worker_send_task_events = False
 task_send_sent_event = False
 
+# The dispatch cache's expired rows (late batch outcomes) are deleted this often: without it,
+# DatabaseCache deletes them only once MAX_ENTRIES is passed.
+DISPATCH_CACHE_PURGE_SECONDS = 600.0
+# Far above any clock skew between beat and a worker (NTP keeps them within a second; a VM
+# resumed from a pause can be minutes off).
+PIPELINE_EXPIRY_FLOOR_SECONDS = 300.0
+
+
+def pipeline_task_expiry(interval_seconds: float, lease_seconds: float) -> float:
+    """Seconds a pipeline task from beat stays worth running (its ``expires``).
+
+    The worker compares ``expires`` with its own clock, so an expiry of one interval made a
+    worker a few seconds off drop every run. Overlap is the lease's job (dispatch/lease.py),
+    not the expiry's: a late run is harmless, it only reads what is there. The expiry only
+    stops a worker that was down from working through hours of queued runs: at least the
+    floor, the lease, and two intervals (so a long interval's run is never dropped before the
+    next is due).
+    """
+    return max(PIPELINE_EXPIRY_FLOOR_SECONDS, float(lease_seconds), 2 * interval_seconds)
+
+
 beat_schedule = {
     "pipeline": {
         "task": "dispatch.tasks.run_pipeline",
         "schedule": _config.pipeline.interval_milliseconds / 1000,
-        # A run that waited longer than an interval is stale: the next one is already due.
-        "options": {"expires": max(_config.pipeline.interval_milliseconds / 1000, 1.0)},
-    }
+        "options": {
+            "expires": pipeline_task_expiry(
+                _config.pipeline.interval_milliseconds / 1000, _config.pipeline.lease_seconds
+            )
+        },
+    },
+    # Maintenance, on the pipeline's queue (the one worker that is not a provider's). No
+    # expiry: a late run does the same work, and neither is time-critical.
+    "purge-dispatch-cache": {
+        "task": "dispatch.tasks.purge_dispatch_cache",
+        "schedule": DISPATCH_CACHE_PURGE_SECONDS,
+    },
+    "cleanup-emails": {
+        "task": "dispatch.tasks.cleanup_emails",
+        # Daily, at a quiet hour (UTC): pipeline runs wait behind it while it deletes.
+        "schedule": crontab(hour=3, minute=17),
+    },
 }
 timezone = "UTC"

@@ -14,7 +14,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from django.core.cache import cache
+from django.conf import settings
+from django.core.cache import caches
+from django.db import connections, router
+from django.utils import timezone
+from django.utils.connection import ConnectionProxy
 
 from dispatch.health import BatchOutcome, HealthState, Observation, Thresholds, fold
 from dispatch.health import observation_from_outcome as _observation
@@ -23,7 +27,13 @@ HEALTH_KEY = "dispatch:health:{provider}"
 PENDING_KEY = "dispatch:pending:{provider}"
 OUTCOME_KEY = "dispatch:outcome:{batch_id}"
 RUN_COUNTER_KEY = "dispatch:pipeline-runs"
+LAST_RUN_KEY = "dispatch:pipeline-last-run"
 OUTCOME_TTL_SECONDS = 24 * 3600
+
+# A cache alias (settings.CACHES) and table of its own, which nothing else writes: culling
+# of a shared cache would drop these keys first (they sort low), and its own is sized never to.
+DISPATCH_CACHE = "dispatch"
+cache = ConnectionProxy(caches, DISPATCH_CACHE)
 
 
 @dataclass(frozen=True)
@@ -135,3 +145,32 @@ def provider_health(providers: Iterable[tuple[str, bool]]) -> list[ProviderHealt
             )
         )
     return result
+
+
+def save_last_run(finished_at: datetime) -> None:
+    """When the last pipeline run finished (written by the pipeline, under its lease)."""
+    cache.set(LAST_RUN_KEY, finished_at.isoformat(), timeout=None)
+
+
+def load_last_run() -> datetime | None:
+    stored = cache.get(LAST_RUN_KEY)
+    return datetime.fromisoformat(stored) if stored else None
+
+
+def purge_expired() -> int:
+    """Delete the dispatch cache's expired rows; returns how many.
+
+    DatabaseCache deletes an expired row only when it is read or once MAX_ENTRIES is passed,
+    so late outcomes of given-up batches would pile up (and every ``set`` counts the table).
+    The same statement as Django's own cull, by ``expires`` (an indexed column).
+    """
+    connection = connections[router.db_for_write(caches[DISPATCH_CACHE].cache_model_class)]
+    table = connection.ops.quote_name(settings.CACHES[DISPATCH_CACHE]["LOCATION"])
+    now = timezone.now().replace(microsecond=0)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Quoted names from the settings, the value a parameter: nothing from outside.
+            f"DELETE FROM {table} WHERE {connection.ops.quote_name('expires')} < %s",  # noqa: S608
+            [connection.ops.adapt_datetimefield_value(now)],
+        )
+        return cursor.rowcount

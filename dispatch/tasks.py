@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import shared_task
+from django.core.management import call_command
 
+from dispatch import health_store
 from dispatch.inbox import ReceivedMessage
 from dispatch.pipeline import run_pipeline as run_pipeline_once
 from dispatch.sending import send_batch as send_batch_now
@@ -30,3 +32,14 @@ def run_pipeline() -> dict[str, Any]:
 def send_batch(provider: str, batch_id: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
     outcome = send_batch_now(provider, batch_id, [ReceivedMessage.from_task(m) for m in messages])
     return outcome.to_dict()
+
+
+@shared_task(name="dispatch.tasks.purge_dispatch_cache", ignore_result=True)
+def purge_dispatch_cache() -> int:
+    return health_store.purge_expired()
+
+
+@shared_task(name="dispatch.tasks.cleanup_emails", ignore_result=True)
+def cleanup_emails() -> None:
+    # The command's own code, so that beat and an operator delete exactly the same records.
+    call_command("cleanup_emails")

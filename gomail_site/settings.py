@@ -113,13 +113,32 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {
     "default": {
-        # Provider health lives here (DESIGN.md section 7); MAX_ENTRIES is sized so that
-        # culling never drops a pending batch outcome.
+        # Whatever a library caches; nothing of Gomail's delivery state (see "dispatch").
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "gomail_cache",
         "TIMEOUT": None,
         "OPTIONS": {"MAX_ENTRIES": 1_000_000, "CULL_FREQUENCY": 10},
-    }
+    },
+    # Provider health, pending batches, batch outcomes and the pipeline's run counter and last
+    # run (dispatch/health_store.py, DESIGN.md section 7), in a table nothing else writes:
+    # DatabaseCache culls by key order once MAX_ENTRIES is passed, and ":1:dispatch:..."
+    # sorts before most keys, so a busy shared cache would drop health state first.
+    "dispatch": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "gomail_dispatch_cache",
+        "TIMEOUT": None,
+        "OPTIONS": {
+            # Live keys: two per provider, two of the pipeline's, one outcome per batch in
+            # flight (at most one per message: providers.*.max_in_flight <= 100,000 each), and
+            # outcomes that came after their batch was given up, until beat's purge deletes
+            # them (celeryconfig.DISPATCH_CACHE_PURGE_SECONDS). This is far above all that.
+            "MAX_ENTRIES": 1_000_000,
+            # Were MAX_ENTRIES ever passed, Django would delete the expired rows, then the
+            # lowest 1/CULL_FREQUENCY of the keys (health first). A CULL_FREQUENCY larger than
+            # the table can ever grow makes that share zero keys: only expired rows are culled.
+            "CULL_FREQUENCY": 2**31 - 1,
+        },
+    },
 }
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -67,11 +67,12 @@ def fresh_cache(request: pytest.FixtureRequest) -> None:
     outcomes and pending batches behind."""
     if request.node.get_closest_marker("database") is None:
         return
-    from django.core.cache import cache
+    from django.core.cache import caches
 
     request.getfixturevalue("django_db_setup")  # the test database, never the developer's
     with request.getfixturevalue("django_db_blocker").unblock():
-        cache.clear()
+        for alias in settings.CACHES:  # the dispatch cache (provider health) included
+            caches[alias].clear()
 
 
 @pytest.fixture
