@@ -22,8 +22,14 @@ from gomail_site.config import SQS_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 
-# The ingest client's attempts (botocore's standard retry mode: a throttled or failed call is
-# tried again, see docs/reliability.md for what a lost answer then means).
+# The ingest client's attempts per SendMessageBatch (botocore's standard mode: a throttled,
+# 5xx, timed-out or dropped call is tried again after a jittered backoff). Kept at 3, not 1:
+# the retries add no new kind of outcome. One attempt can be stored with its answer lost too,
+# and either way the failed call withdraws the record, so a worker deletes any stored copy
+# unsent; a retry answered after an earlier attempt was stored leaves two copies of one email
+# id, and the record's claim lets one be sent and the other deleted. What one attempt would
+# change is a 503 for every passing throttle or dropped connection. docs/reliability.md,
+# "Accepted means durable"; tests/dispatch/test_ingest_lost_answer.py.
 INGEST_ATTEMPTS = 3
 
 
@@ -52,10 +58,13 @@ def encode_for_queue(email: WireEmail) -> str:
     return body
 
 
+def ingest_client() -> Any:
+    """The SQS client the API enqueues with (``INGEST_ATTEMPTS`` attempts per call)."""
+    return aws_client("sqs", attempts=INGEST_ATTEMPTS)
+
+
 def _send_batch(url: str, entries: list[dict[str, str]]) -> Mapping[str, Any]:
-    return aws_client("sqs", attempts=INGEST_ATTEMPTS).send_message_batch(
-        QueueUrl=url, Entries=entries
-    )
+    return ingest_client().send_message_batch(QueueUrl=url, Entries=entries)
 
 
 def _linger_seconds() -> float:

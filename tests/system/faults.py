@@ -17,6 +17,13 @@ working behind the same endpoint (``aws.endpoint_url`` is one URL for both). Mod
 - ``delay``: forwarded after ``delay_seconds``, only the requests whose body contains one of
   ``delay_match`` (to slow down one process's calls to some queues, e.g. to catch the
   pipeline in the middle of a run without slowing its Celery broker too).
+- ``lose_answer``: forwarded to moto, which acts on it, then the connection is dropped before
+  the answer (botocore: ``ConnectionClosedError``): the caller cannot know it took effect.
+
+``match`` narrows a fault to some requests: those whose ``X-Amz-Target`` header (the action,
+in SQS's JSON protocol) or body contains every one of its parts, e.g. one queue's
+``GetQueueAttributes``; the others pass. ``then`` changes the fault after its first hit (the
+first attempt's answer lost, its retries failing).
 
 ``TcpProxy`` pipes bytes to PostgreSQL; ``cut()`` closes every connection and refuses new ones
 until ``heal()``.
@@ -35,14 +42,15 @@ from collections import Counter
 from collections.abc import Callable
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 PASS = "pass"
 THROTTLE = "throttle"
 UNREACHABLE = "unreachable"
 DELAY = "delay"
-MODES = (PASS, THROTTLE, UNREACHABLE, DELAY)
+LOSE_ANSWER = "lose_answer"
+MODES = (PASS, THROTTLE, UNREACHABLE, DELAY, LOSE_ANSWER)
 
 _SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/[^/]+/([a-z0-9-]+)/aws4_request")
 # Hop-by-hop headers are the proxy's own business on each side; the body is re-framed.
@@ -53,6 +61,21 @@ _HOP_BY_HOP = {
     "content-length",
     "proxy-connection",
 }
+
+
+class Fault(NamedTuple):
+    """What the proxy does to one service's requests (see the module's docstring)."""
+
+    mode: str
+    match: tuple[bytes, ...] = ()
+    then: str | None = None
+
+
+def request_matches(match: tuple[bytes, ...], target: str, body: bytes) -> bool:
+    """True when every part of ``match`` is in the request's ``X-Amz-Target`` or its body
+    (always, for no parts). Pure."""
+    text = target.encode() + b"\n" + body
+    return all(part in text for part in match)
 
 
 def aws_service(authorization: str) -> str:
@@ -104,12 +127,10 @@ class _AwsHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         proxy = self.server.proxy
         service = aws_service(self.headers.get("Authorization", ""))
-        mode = proxy.mode(service)
+        mode = proxy.fault_for(service, self.headers.get("X-Amz-Target", ""), body)
         proxy.count(service, mode)
         if mode == UNREACHABLE:
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
+            self._hang_up()
             return
         if mode == THROTTLE:
             self._answer(*throttling_answer(service))
@@ -122,6 +143,9 @@ class _AwsHandler(BaseHTTPRequestHandler):
             # moto gone or the upstream connection broke: the client sees a dropped connection.
             self._drop_upstream()
             self.close_connection = True
+            return
+        if mode == LOSE_ANSWER:
+            self._hang_up()
             return
         self._answer(status, headers, answer)
         if proxy.observe is not None:
@@ -144,6 +168,11 @@ class _AwsHandler(BaseHTTPRequestHandler):
         answer = response.read()
         headers = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
         return response.status, headers, answer
+
+    def _hang_up(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def _drop_upstream(self) -> None:
         upstream = getattr(self, "_upstream", None)
@@ -188,7 +217,7 @@ class AwsFaultProxy:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.delay_seconds = 0.0
         self.delay_match: tuple[bytes, ...] = ()
-        self._modes: dict[str, str] = {}
+        self._faults: dict[str, Fault] = {}
         self._counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
         self._server = _AwsServer(("127.0.0.1", 0), _AwsHandler)
@@ -209,20 +238,31 @@ class AwsFaultProxy:
         mode: str,
         delay_seconds: float = 0.0,
         delay_match: tuple[bytes, ...] = (b"",),
+        *,
+        match: tuple[bytes, ...] = (),
+        then: str | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}")
+        for name in (mode, then or PASS):
+            if name not in MODES:
+                raise ValueError(f"unknown mode {name!r}")
         with self._lock:
-            self._modes[service] = mode
+            self._faults[service] = Fault(mode, match, then)
             self.delay_seconds, self.delay_match = delay_seconds, delay_match
 
     def heal(self) -> None:
         with self._lock:
-            self._modes.clear()
+            self._faults.clear()
 
-    def mode(self, service: str) -> str:
+    def fault_for(self, service: str, target: str, body: bytes) -> str:
+        """The mode for this request of ``service`` (its ``X-Amz-Target`` and body); a fault
+        with a ``then`` turns into it on this, its first hit."""
         with self._lock:
-            return self._modes.get(service, PASS)
+            fault = self._faults.get(service)
+            if fault is None or not request_matches(fault.match, target, body):
+                return PASS
+            if fault.then is not None:
+                self._faults[service] = Fault(fault.then, fault.match)
+            return fault.mode
 
     def count(self, service: str, mode: str) -> None:
         with self._lock:
