@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -18,9 +19,46 @@ from django.utils.safestring import mark_safe
 
 from dispatch import controls, dead_letters
 from dispatch.health import HealthState
-from dispatch.health_store import load_pending, load_state
+from dispatch.health_store import load_last_run, load_pending, load_state
 from dispatch.models import DeadLetter, ProviderControl
 from emails.models import Attempt
+from emails.records import oldest_waiting_accepted_at
+
+# The pipeline is called quiet after this many intervals without a finished run, and never
+# sooner than the floor: a run reading a deep backlog may take several short intervals.
+QUIET_AFTER_INTERVALS = 5
+QUIET_FLOOR_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class LastRunStatus:
+    text: str
+    warning: bool
+
+
+def _seconds_ago(then: datetime, now: datetime) -> int:
+    return max(int((now - then).total_seconds()), 0)
+
+
+def last_run_status(
+    finished_at: datetime | None, now: datetime, interval_seconds: float
+) -> LastRunStatus:
+    """What the provider page says of the last finished pipeline run, and whether it warns."""
+    if finished_at is None:
+        return LastRunStatus("no pipeline run has finished yet", warning=True)
+    ago = _seconds_ago(finished_at, now)
+    quiet_after = max(QUIET_AFTER_INTERVALS * interval_seconds, QUIET_FLOOR_SECONDS)
+    return LastRunStatus(
+        f"last pipeline run finished at {finished_at:%Y-%m-%d %H:%M:%S} UTC ({ago} s ago)",
+        warning=ago > quiet_after,
+    )
+
+
+def oldest_waiting_status(accepted_at: datetime | None, now: datetime) -> str:
+    if accepted_at is None:
+        return "no email waiting"
+    ago = _seconds_ago(accepted_at, now)
+    return f"oldest email waiting: accepted at {accepted_at:%Y-%m-%d %H:%M:%S} UTC ({ago} s ago)"
 
 
 def _last_hour(provider: str) -> dict[str, int]:
@@ -63,6 +101,14 @@ class ProviderHealthAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> Any:
         controls.ensure_controls()
+        now = timezone.now()
+        interval = settings.GOMAIL.pipeline.interval_milliseconds / 1000
+        extra_context = {
+            **(extra_context or {}),
+            # Shown above the providers (change_list.html): is mail moving at all?
+            "last_run": last_run_status(load_last_run(), now, interval),
+            "oldest_waiting": oldest_waiting_status(oldest_waiting_accepted_at(), now),
+        }
         return super().changelist_view(request, extra_context)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ProviderControl]:

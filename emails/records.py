@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from django.db.models import F, Q
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from emails.models import ApiKey, Attempt, Email
@@ -217,3 +217,16 @@ def release_claim(email_id: str) -> None:
     Email.objects.filter(id=email_id, status=Email.Status.SENDING).update(
         status=Email.Status.FAILED, claimed_at=None
     )
+
+
+# Accepted and not final: what an operator watches for mail that is not moving.
+WAITING = (Email.Status.QUEUED, Email.Status.SENDING, Email.Status.FAILED)
+
+
+def oldest_waiting_accepted_at() -> datetime | None:
+    """When the oldest email still waiting for delivery was accepted (None: none waits).
+
+    Read at every scrape of ``/metrics`` and on the admin's provider page: the ``status``
+    index narrows it to the waiting records, few beside the sent ones kept for weeks.
+    """
+    return Email.objects.filter(status__in=WAITING).aggregate(oldest=Min("accepted_at"))["oldest"]

@@ -4,7 +4,9 @@ Counters and histograms are written by whichever process observes the event (API
 pipeline, provider workers). With ``PROMETHEUS_MULTIPROC_DIR`` set (``make run`` and the
 tests set it), prometheus-client keeps them in files in that directory and ``/metrics`` adds
 up every process's; without it, ``/metrics`` shows only the serving process's own counters.
-Gauges of state (provider health, queue depths) are read when scraped, from the cache and SQS.
+Gauges of state (provider health, queue depths, the oldest waiting email) are read when
+scraped, from the dispatch cache, SQS and the email records; the last pipeline run's time is
+a gauge the pipeline sets.
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -53,6 +58,13 @@ PIPELINE_MESSAGES = Histogram(
     "Messages read and dispatched by one pipeline run.",
     buckets=(0, 1, 10, 50, 100, 500, 1000, 5000, 20000),
 )
+# Set by the pipeline process at the end of each finished run. "max" across processes: the
+# latest run of any pipeline worker, kept after that process exited (a timestamp only grows).
+PIPELINE_LAST_RUN = Gauge(
+    "gomail_pipeline_last_run_timestamp_seconds",
+    "Unix time at which the last pipeline run finished.",
+    multiprocess_mode="max",
+)
 API_LATENCY = Histogram(
     "gomail_api_request_seconds",
     "API request latency, by route and status code.",
@@ -66,6 +78,7 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         from dispatch.health_store import provider_health  # Django apps are ready by now
         from dispatch.inbox import queue_levels
+        from emails.records import oldest_waiting_accepted_at
 
         gomail = settings.GOMAIL
         healthy = GaugeMetricFamily(
@@ -97,6 +110,18 @@ class StateCollector(Collector):
             except (BotoCoreError, ClientError):
                 continue  # an unreachable queue has no value rather than a wrong one
         yield depth
+
+        yield GaugeMetricFamily(
+            "gomail_oldest_waiting_email_age_seconds",
+            "Age of the oldest email still queued, sending or failed (0 when none waits).",
+            value=waiting_age_seconds(oldest_waiting_accepted_at(), timezone.now()),
+        )
+
+
+def waiting_age_seconds(accepted_at: datetime | None, now: datetime) -> float:
+    """How long the oldest waiting email has waited: 0 when none waits, so that an alert on
+    the value needs no special case for an absent series."""
+    return 0.0 if accepted_at is None else max((now - accepted_at).total_seconds(), 0.0)
 
 
 def _registry() -> CollectorRegistry:
@@ -136,5 +161,12 @@ class ApiLatencyMiddleware:
 
 
 def observe_pipeline_run(seconds: float, messages: int) -> None:
+    """Called by the pipeline at the end of each finished run, under its lease."""
+    from dispatch.health_store import save_last_run
+
     PIPELINE_RUN_SECONDS.observe(seconds)
     PIPELINE_MESSAGES.observe(messages)
+    finished_at = timezone.now()
+    PIPELINE_LAST_RUN.set(finished_at.timestamp())
+    # Also in the dispatch cache: the admin reads it there, whichever host ran the pipeline.
+    save_last_run(finished_at)
