@@ -184,6 +184,9 @@ class Email(models.Model):
         related_name="resends",
         help_text="The dead email this one is a copy of (the admin's resend)",
     )
+    # Set on a dead email when a resend claims it (``records.claim_resend``), before its copy
+    # is made; cleared if the copy could not be queued. Makes one copy of two resends at once.
+    resent_at = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(default=timezone.now, db_index=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

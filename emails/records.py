@@ -69,6 +69,65 @@ def withdraw(record: Email) -> bool:
     return bool(withdrawn)
 
 
+# The dead-letter queue's operations (``dispatch.dead_letters``, ``emails.resending``). A dead
+# record is either redriven (queued again, same id) or resent (a copy with a new id), never
+# both: a redrive takes only a record no resend has claimed, a resend only a dead one.
+
+FINAL = (Email.Status.SENT, Email.Status.DEAD, Email.Status.WITHDRAWN)
+
+
+def requeue_dead(email_id: str, queue: str) -> Email | None:
+    """Queue the dead record ``email_id`` again on ``queue``, its provider rejections
+    forgotten: before its copy is sent, so that a worker reading the copy at once claims it.
+
+    Returns the record as it was (for ``return_to_dead``), or None when it is not dead (any
+    more) or a resend claimed it: then nothing may be sent for it.
+    """
+    dead = Email.objects.filter(id=email_id, status=Email.Status.DEAD, resent_at__isnull=True)
+    before = dead.first()
+    if before is None:
+        return None
+    requeued = dead.update(status=Email.Status.QUEUED, rejections={}, last_error="", queue=queue)
+    return before if requeued else None
+
+
+def return_to_dead(before: Email) -> None:
+    """The copy of a record ``requeue_dead`` queued could not be sent: dead again, as it was
+    (unless a worker claimed a copy SQS kept after all)."""
+    Email.objects.filter(id=before.id, status=Email.Status.QUEUED).update(
+        status=Email.Status.DEAD,
+        rejections=before.rejections,
+        last_error=before.last_error,
+        queue=before.queue,
+    )
+
+
+def claim_resend(email_id: str) -> bool:
+    """Claim the dead record ``email_id`` for a resend: one conditional UPDATE, so that of two
+    operators (or a double submit) only one makes a copy. False: not dead, or claimed before."""
+    claimed = Email.objects.filter(
+        id=email_id, status=Email.Status.DEAD, resent_at__isnull=True
+    ).update(resent_at=timezone.now())
+    return bool(claimed)
+
+
+def release_resend(email_id: str) -> None:
+    """No copy was queued: the record may be resent (or redriven) again."""
+    Email.objects.filter(id=email_id).update(resent_at=None)
+
+
+def record_moved_by_sqs(email_id: str, reason: str) -> bool:
+    """SQS itself moved the email's message to the dead-letter queue (``maxReceiveCount``
+    receives): its record is ``dead`` with ``reason``, unless it is final already (a copy of a
+    sent email, or of a withdrawn one, is no news). True when the record changed."""
+    changed = (
+        Email.objects.filter(id=email_id)
+        .exclude(status__in=FINAL)
+        .update(status=Email.Status.DEAD, last_error=reason, claimed_at=None)
+    )
+    return bool(changed)
+
+
 @dataclass(frozen=True)
 class ClaimResult:
     claim: Claim
