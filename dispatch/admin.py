@@ -227,18 +227,23 @@ class DeadLetterAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/dispatch/dead_letters.html", context)
 
+    def _redriven(self, request: HttpRequest, report: dead_letters.RedriveReport) -> None:
+        self.message_user(request, f"Redrove {report.moved} message(s).", messages.SUCCESS)
+        for note in report.notes():
+            self.message_user(request, note, messages.WARNING)
+
     def _post(self, request: HttpRequest) -> HttpResponse:
         action = request.POST.get("action")
         ids = set(request.POST.getlist("selected"))
         here = reverse("admin:dispatch_deadletter_changelist")
         if action == "redrive_all" and self.has_change_permission(request):
-            moved = dead_letters.redrive(None)
-            self._log(request, f"Redrove all ({moved}) dead-letter messages")
-            self.message_user(request, f"Redrove {moved} message(s).", messages.SUCCESS)
+            report = dead_letters.redrive(None)
+            self._log(request, f"Redrove all ({report.moved}) dead-letter messages")
+            self._redriven(request, report)
         elif action == "redrive" and ids and self.has_change_permission(request):
-            moved = dead_letters.redrive(ids)
-            self._log(request, f"Redrove {moved} dead-letter message(s): {sorted(ids)}")
-            self.message_user(request, f"Redrove {moved} message(s).", messages.SUCCESS)
+            report = dead_letters.redrive(ids)
+            self._log(request, f"Redrove {report.moved} dead-letter message(s): {sorted(ids)}")
+            self._redriven(request, report)
         elif action == "delete" and ids and self.has_delete_permission(request):
             if request.POST.get("confirmed") != "yes":
                 context = {

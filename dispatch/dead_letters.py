@@ -1,27 +1,47 @@
-"""The dead-letter queue, for operators: look without losing, redrive, delete.
+"""The dead-letter queue, for operators: look without losing, redrive, delete; and the
+reconciliation of the messages SQS moved there by itself.
 
 Peeking receives messages (so SQS hides them for a moment) and then makes every one of them
 visible again at once, so a look never delays or hides anything.
+
+A redrive queues the email's record again *before* it sends the copy (a worker reading the
+copy at once must find it claimable), and deletes a dead letter only once its copy is known
+to be in an incoming queue: what does not go through is left, visible, and reported. Only a
+``dead`` record goes back to ``queued`` (``plan_redrive``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+import logging
+import uuid
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
-from dispatch.settlement import SQS_BATCH_LIMIT
-from dispatch.splitting import batches
+from dispatch.sqs_batches import SQS_BATCH_LIMIT, change_visibility, delete_messages
+from emails import records
 from emails.models import Email
 from emails.wire import UndecodableMessage, decode
 from gomail_site.aws import aws_client, queue_url
+
+logger = logging.getLogger(__name__)
 
 # Long enough that repeated receives during one scan return other messages, short enough
 # that a crash mid-scan hides nothing for long.
 SCAN_VISIBILITY_SECONDS = 30
 PREVIEW_LENGTH = 200
+# The messages one reconciliation run looks at: a scan costs a receive per ten, and the
+# messages SQS moved are a few among Gomail's own (SQS returns them in no fixed order, so
+# successive runs see others).
+RECONCILE_LIMIT = 200
+
+
+def moved_by_sqs_reason(receives: int) -> str:
+    return f"moved by SQS after {receives} receives"
 
 
 @dataclass(frozen=True)
@@ -34,6 +54,9 @@ class DeadLetterMessage:
     email_id: str
     receive_count: int
     dead_lettered_at: datetime | None
+    # SQS's own redrive (``maxReceiveCount``) moved it: no attributes of Gomail's, the email
+    # id read from the body.
+    moved_by_sqs: bool = False
 
     @property
     def summary(self) -> str:
@@ -46,8 +69,17 @@ class DeadLetterMessage:
         return f"{email.from_email} → {email.to_email}: {email.subject!r}"
 
 
-def _dead_letter_url() -> str:
-    return queue_url(settings.GOMAIL.sqs.dead_letter_queue)
+def _dead_letter_queue() -> str:
+    return settings.GOMAIL.sqs.dead_letter_queue
+
+
+def _email_id_in(body: str, sqs_message_id: str) -> str:
+    # SQS keeps a moved message's MessageId, so a foreign message derives the same id here as
+    # the worker that claimed it did.
+    try:
+        return decode(body, sqs_message_id).id
+    except UndecodableMessage:
+        return ""
 
 
 def _parse(message: dict) -> DeadLetterMessage:
@@ -57,18 +89,32 @@ def _parse(message: dict) -> DeadLetterMessage:
     }
     system = message.get("Attributes", {})
     sent = system.get("SentTimestamp")
-    receives = attributes.get("receiveCount")
+    common = {
+        "sqs_message_id": message["MessageId"],
+        "receipt_handle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "dead_lettered_at": datetime.fromtimestamp(int(sent) / 1000, tz=UTC) if sent else None,
+    }
+    if attributes.get("reason"):
+        receives = attributes.get("receiveCount")
+        return DeadLetterMessage(
+            **common,
+            reason=attributes["reason"],
+            source_queue=attributes.get("sourceQueue", ""),
+            email_id=attributes.get("emailId", ""),
+            receive_count=int(receives or system.get("ApproximateReceiveCount", 0)),
+        )
+    # SQS's count goes on in the dead-letter queue: this scan's own receive is not the
+    # source queue's (earlier looks are counted too; the first look, the reconciliation's
+    # usually, reads the source's exactly).
+    receives = max(int(system.get("ApproximateReceiveCount", 1)) - 1, 0)
     return DeadLetterMessage(
-        sqs_message_id=message["MessageId"],
-        receipt_handle=message["ReceiptHandle"],
-        body=message["Body"],
-        # SQS's own redrive (max receives exceeded) moves a message without a reason.
-        reason=attributes.get("reason")
-        or "received more than sqs.max_receive_count times without being settled",
-        source_queue=attributes.get("sourceQueue", ""),
-        email_id=attributes.get("emailId", ""),
-        receive_count=int(receives) if receives else int(system.get("ApproximateReceiveCount", 0)),
-        dead_lettered_at=datetime.fromtimestamp(int(sent) / 1000, tz=UTC) if sent else None,
+        **common,
+        reason=moved_by_sqs_reason(receives),
+        source_queue="",
+        email_id=_email_id_in(message["Body"], message["MessageId"]),
+        receive_count=receives,
+        moved_by_sqs=True,
     )
 
 
@@ -78,7 +124,7 @@ def _scan(limit: int) -> list[DeadLetterMessage]:
     sqs = aws_client("sqs")
     while len(found) < limit:
         answer = sqs.receive_message(
-            QueueUrl=_dead_letter_url(),
+            QueueUrl=queue_url(_dead_letter_queue()),
             MaxNumberOfMessages=min(SQS_BATCH_LIMIT, limit - len(found)),
             VisibilityTimeout=SCAN_VISIBILITY_SECONDS,
             WaitTimeSeconds=0,
@@ -94,14 +140,14 @@ def _scan(limit: int) -> list[DeadLetterMessage]:
 
 
 def _restore(messages: Collection[DeadLetterMessage]) -> None:
-    for chunk in batches(list(messages), SQS_BATCH_LIMIT):
-        aws_client("sqs").change_message_visibility_batch(
-            QueueUrl=_dead_letter_url(),
-            Entries=[
-                {"Id": str(index), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
-                for index, m in enumerate(chunk)
-            ],
-        )
+    # One that fails stays hidden for the scan's visibility timeout, not longer.
+    change_visibility(_dead_letter_queue(), [(m.receipt_handle, 0) for m in messages])
+
+
+def _delete(messages: list[DeadLetterMessage]) -> list[DeadLetterMessage]:
+    """Delete ``messages``; returns those SQS did not delete (still hidden, for a moment)."""
+    failed = delete_messages(_dead_letter_queue(), [m.receipt_handle for m in messages])
+    return [message for index, message in enumerate(messages) if index in failed]
 
 
 def peek(limit: int = 100) -> list[DeadLetterMessage]:
@@ -111,53 +157,166 @@ def peek(limit: int = 100) -> list[DeadLetterMessage]:
     return sorted(messages, key=lambda m: m.dead_lettered_at or datetime.min.replace(tzinfo=UTC))
 
 
-def _delete(messages: Collection[DeadLetterMessage]) -> None:
-    for chunk in batches(list(messages), SQS_BATCH_LIMIT):
-        aws_client("sqs").delete_message_batch(
-            QueueUrl=_dead_letter_url(),
-            Entries=[
-                {"Id": str(index), "ReceiptHandle": m.receipt_handle}
-                for index, m in enumerate(chunk)
-            ],
-        )
-
-
-def _select(ids: Collection[str] | None, limit: int) -> tuple[list, list]:
+def _select(
+    ids: Collection[str] | None, limit: int
+) -> tuple[list[DeadLetterMessage], list[DeadLetterMessage]]:
     scanned = _scan(limit)
     chosen = [m for m in scanned if ids is None or m.sqs_message_id in ids]
     others = [m for m in scanned if ids is not None and m.sqs_message_id not in ids]
     return chosen, others
 
 
-def redrive(ids: Collection[str] | None = None, limit: int = 1000) -> int:
+def _reconcile(messages: Iterable[DeadLetterMessage]) -> int:
+    return sum(
+        records.record_moved_by_sqs(message.email_id, message.reason)
+        for message in messages
+        if message.moved_by_sqs and message.email_id
+    )
+
+
+def reconcile_moved_by_sqs(limit: int = RECONCILE_LIMIT) -> int:
+    """Mark ``dead`` the records of the messages SQS moved to the dead-letter queue by itself
+    (after ``sqs.max_receive_count`` receives, without a reason), among the first ``limit``;
+    a record already final stays as it is. Hides nothing. Returns how many records changed."""
+    reconciled = _reconcile(peek(limit))
+    if reconciled:
+        logger.warning("%d email(s) moved to the dead-letter queue by SQS marked dead", reconciled)
+    return reconciled
+
+
+class RedriveStep(StrEnum):
+    REQUEUE = "requeue"  # a dead record: queued again, then its copy sent
+    MOVE = "move"  # no record (undecodable, another producer's): the copy alone
+    LEFTOVER = "leftover"  # its email was sent: the dead letter is deleted, nothing sent
+    SKIP = "skip"  # left in the dead-letter queue, with why
+
+
+@dataclass(frozen=True)
+class RecordState:
+    status: str
+    resend_claimed: bool = False
+
+
+def plan_redrive(record: RecordState | None) -> tuple[RedriveStep, str]:
+    """What a redrive does with a dead letter whose email's record is ``record`` (None: no
+    record), and why when it is not redriven. Pure.
+
+    Only a dead record goes back to ``queued``: a second copy of a sent email would otherwise
+    flip it and have it sent again. A queued, sending or failed one has a copy on its way
+    already (a dead letter an earlier redrive could not delete); a withdrawn one was answered
+    503 and must not be delivered; a dead one a resend claimed is being replaced by its copy.
+    """
+    if record is None:
+        return RedriveStep.MOVE, ""
+    if record.status == Email.Status.SENT:
+        return RedriveStep.LEFTOVER, "its email was sent: a leftover copy, deleted"
+    if record.status != Email.Status.DEAD:
+        return RedriveStep.SKIP, f"its email is {record.status}, not dead: not redriven"
+    if record.resend_claimed:
+        return RedriveStep.SKIP, "its email is resent (or being resent) as a copy: not redriven"
+    return RedriveStep.REQUEUE, ""
+
+
+@dataclass
+class RedriveReport:
+    """What a redrive did, by dead-letter message id."""
+
+    moved: int = 0  # copies now in an incoming queue
+    leftovers: list[str] = field(default_factory=list)  # of sent emails, deleted unsent
+    skipped: dict[str, str] = field(default_factory=dict)  # left, with why
+    failed: dict[str, str] = field(default_factory=dict)  # copy refused by SQS: left
+    # Copied (or leftovers) whose dead letter SQS did not delete: left, and not redriven
+    # again while their email is on its way (``plan_redrive``).
+    undeleted: list[str] = field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """One line for each message not simply moved, for the operator."""
+        lines = [f"{message_id}: {why}" for message_id, why in self.skipped.items()]
+        lines += [
+            f"{message_id}: SQS refused the copy ({error}): left"
+            for message_id, error in self.failed.items()
+        ]
+        lines += [
+            f"{message_id}: its email was sent: a leftover, deleted"
+            for message_id in self.leftovers
+            if message_id not in self.undeleted
+        ]
+        lines += [f"{message_id}: SQS did not delete it: left" for message_id in self.undeleted]
+        return lines
+
+
+def _record_states(messages: Iterable[DeadLetterMessage]) -> Mapping[str, RecordState]:
+    ids = {message.email_id for message in messages if _is_uuid(message.email_id)}
+    rows = Email.objects.filter(id__in=ids).values_list("id", "status", "resent_at")
+    return {
+        str(email_id): RecordState(status, resent_at is not None)
+        for email_id, status, resent_at in rows
+    }
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def redrive(ids: Collection[str] | None = None, limit: int = 1000) -> RedriveReport:
     """Move the messages ``ids`` (all when None) back to an incoming queue: the one they came
-    from when it is still configured, else the first. Their email records are queued again
-    with their provider rejections forgotten. Returns how many moved."""
+    from when it is still configured, else the first. A dead record is queued again first,
+    its provider rejections forgotten, and dead again if SQS refused the copy; a message SQS
+    moved by itself has its record marked dead first (``reconcile_moved_by_sqs``). A dead
+    letter is deleted only once its copy is in an incoming queue (or its email was sent)."""
     incoming = settings.GOMAIL.sqs.incoming_queues
     chosen, others = _select(ids, limit)
-    moved = []
+    report = RedriveReport()
+    done: list[DeadLetterMessage] = []  # copied, or leftovers: to delete
     try:
+        _reconcile(chosen)
+        states = _record_states(chosen)
         for message in chosen:
+            step, why = plan_redrive(states.get(message.email_id))
+            if step is RedriveStep.SKIP:
+                report.skipped[message.sqs_message_id] = why
+                continue
+            if step is RedriveStep.LEFTOVER:
+                report.leftovers.append(message.sqs_message_id)
+                done.append(message)
+                continue
             target = message.source_queue if message.source_queue in incoming else incoming[0]
-            aws_client("sqs").send_message(QueueUrl=queue_url(target), MessageBody=message.body)
-            moved.append(message)
-            if message.email_id:
-                Email.objects.filter(id=message.email_id).update(
-                    status=Email.Status.QUEUED, rejections={}, last_error="", queue=target
-                )
+            before = None
+            if step is RedriveStep.REQUEUE:
+                before = records.requeue_dead(message.email_id, target)
+                if before is None:
+                    report.skipped[message.sqs_message_id] = "its email changed meanwhile"
+                    continue
+            try:
+                aws_client("sqs").send_message(QueueUrl=queue_url(target), MessageBody=message.body)
+            except (BotoCoreError, ClientError) as exc:
+                logger.warning("could not redrive %s: %s", message.sqs_message_id, exc)
+                if before is not None:
+                    records.return_to_dead(before)
+                report.failed[message.sqs_message_id] = str(exc)
+                continue
+            report.moved += 1
+            done.append(message)
     finally:
-        # Deleted only once its copy is in an incoming queue; the rest is visible again.
-        _delete(moved)
-        _restore([*others, *(m for m in chosen if m not in moved)])
-    return len(moved)
+        # What is not known to be copied (or a leftover) stays, visible again at once.
+        undeleted = _delete(done)
+        report.undeleted = [message.sqs_message_id for message in undeleted]
+        handled = {message.sqs_message_id for message in done}
+        untouched = [message for message in chosen if message.sqs_message_id not in handled]
+        _restore([*others, *undeleted, *untouched])
+    return report
 
 
 def delete(ids: Collection[str], limit: int = 1000) -> int:
     """Delete the dead-letter messages ``ids`` for good; returns how many were deleted."""
     chosen, others = _select(set(ids), limit)
-    _delete(chosen)
-    _restore(others)
-    return len(chosen)
+    undeleted = _delete(chosen)
+    _restore([*others, *undeleted])
+    return len(chosen) - len(undeleted)
 
 
 def find_body(email_id: str, limit: int = 1000) -> DeadLetterMessage | None:

@@ -15,7 +15,7 @@ from enum import StrEnum
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dispatch.inbox import ReceivedMessage
-from dispatch.splitting import batches
+from dispatch.sqs_batches import change_visibility, delete_messages
 from emails.wire import SQS_DISALLOWED_CHARACTERS
 from gomail_site.aws import aws_client, queue_url
 from gomail_site.config import SQS_MAX_MESSAGE_BYTES
@@ -23,7 +23,6 @@ from gomail_site.logs import bound_message
 
 logger = logging.getLogger(__name__)
 
-SQS_BATCH_LIMIT = 10
 SQS_MAX_VISIBILITY_SECONDS = 43_200
 MAX_REASON_LENGTH = 1_000
 
@@ -105,9 +104,9 @@ def apply_settlement(plan: SettlementPlan, dead_letter_queue: str) -> list[Verdi
     for verdict in dead_lettered:
         deletes.setdefault(verdict.message.queue, []).append(verdict.message)
     for queue, messages in deletes.items():
-        _delete(queue, messages)
+        delete_messages(queue, [message.receipt_handle for message in messages])
     for queue, delayed in plan.retries.items():
-        _change_visibility(queue, delayed)
+        change_visibility(queue, [(message.receipt_handle, delay) for message, delay in delayed])
     return dead_lettered
 
 
@@ -136,20 +135,8 @@ def extend_visibility(messages: Sequence[ReceivedMessage], seconds: int) -> list
     for message in messages:
         by_queue[message.queue].append(message)
     for queue, queued in by_queue.items():
-        for chunk in batches(queued, SQS_BATCH_LIMIT):
-            failed = _call_batch(
-                "change_message_visibility_batch",
-                queue,
-                [
-                    {
-                        "Id": str(index),
-                        "ReceiptHandle": message.receipt_handle,
-                        "VisibilityTimeout": seconds,
-                    }
-                    for index, message in enumerate(chunk)
-                ],
-            )
-            kept.extend(message for index, message in enumerate(chunk) if index not in failed)
+        failed = change_visibility(queue, [(message.receipt_handle, seconds) for message in queued])
+        kept.extend(message for index, message in enumerate(queued) if index not in failed)
     return kept
 
 
@@ -220,44 +207,3 @@ def _send_copy(
         attributes.get("reason", ""),
     )
     return True
-
-
-def _delete(queue: str, messages: Sequence[ReceivedMessage]) -> None:
-    for chunk in batches(messages, SQS_BATCH_LIMIT):
-        _call_batch(
-            "delete_message_batch",
-            queue,
-            [
-                {"Id": str(index), "ReceiptHandle": message.receipt_handle}
-                for index, message in enumerate(chunk)
-            ],
-        )
-
-
-def _change_visibility(queue: str, delayed: Sequence[tuple[ReceivedMessage, int]]) -> None:
-    for chunk in batches(delayed, SQS_BATCH_LIMIT):
-        _call_batch(
-            "change_message_visibility_batch",
-            queue,
-            [
-                {
-                    "Id": str(index),
-                    "ReceiptHandle": message.receipt_handle,
-                    "VisibilityTimeout": delay,
-                }
-                for index, (message, delay) in enumerate(chunk)
-            ],
-        )
-
-
-def _call_batch(operation: str, queue: str, entries: list[dict]) -> set[int]:
-    """One SQS batch call; returns the indexes of the entries that failed."""
-    try:
-        answer = getattr(aws_client("sqs"), operation)(QueueUrl=queue_url(queue), Entries=entries)
-    except (BotoCoreError, ClientError) as exc:
-        logger.warning("%s on %s failed: %s", operation, queue, exc)
-        return set(range(len(entries)))
-    failed = {int(item["Id"]) for item in answer.get("Failed", [])}
-    for item in answer.get("Failed", []):
-        logger.warning("%s on %s: entry failed: %s", operation, queue, item.get("Code"))
-    return failed

@@ -32,8 +32,10 @@ class Command(BaseCommand):
         if action == "redrive":
             if not ids and not options["all"]:
                 raise CommandError("name the message ids to redrive, or --all")
-            moved = dead_letters.redrive(None if options["all"] else set(ids), options["limit"])
-            self.stdout.write(f"redrove {moved} message(s)")
+            report = dead_letters.redrive(None if options["all"] else set(ids), options["limit"])
+            self.stdout.write(f"redrove {report.moved} message(s)")
+            for note in report.notes():
+                self.stdout.write(f"  {note}")
             return
         if not ids:
             raise CommandError("name the message ids to delete")
