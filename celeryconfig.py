@@ -70,6 +70,9 @@ DISPATCH_CACHE_PURGE_SECONDS = 600.0
 # Far above any clock skew between beat and a worker (NTP keeps them within a second; a VM
 # resumed from a pause can be minutes off).
 PIPELINE_EXPIRY_FLOOR_SECONDS = 300.0
+# SQS moves a message only after sqs.max_receive_count receives (hours of retries): a few
+# minutes until its record says dead is soon enough.
+DEAD_LETTER_RECONCILE_SECONDS = 300.0
 
 
 def pipeline_task_expiry(interval_seconds: float, lease_seconds: float) -> float:
@@ -105,6 +108,12 @@ beat_schedule = {
         "task": "dispatch.tasks.cleanup_emails",
         # Daily, at a quiet hour (UTC): pipeline runs wait behind it while it deletes.
         "schedule": crontab(hour=3, minute=17),
+    },
+    # Records of the messages SQS moved to the dead-letter queue by itself (no reason) are
+    # marked dead; a bounded look at the queue that hides nothing (dispatch/dead_letters.py).
+    "reconcile-dead-letters": {
+        "task": "dispatch.tasks.reconcile_dead_letters",
+        "schedule": DEAD_LETTER_RECONCILE_SECONDS,
     },
 }
 timezone = "UTC"

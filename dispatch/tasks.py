@@ -8,7 +8,7 @@ from typing import Any
 from celery import shared_task
 from django.core.management import call_command
 
-from dispatch import health_store
+from dispatch import dead_letters, health_store
 from dispatch.inbox import ReceivedMessage
 from dispatch.pipeline import run_pipeline as run_pipeline_once
 from dispatch.sending import send_batch as send_batch_now
@@ -43,3 +43,8 @@ def purge_dispatch_cache() -> int:
 def cleanup_emails() -> None:
     # The command's own code, so that beat and an operator delete exactly the same records.
     call_command("cleanup_emails")
+
+
+@shared_task(name="dispatch.tasks.reconcile_dead_letters", ignore_result=True)
+def reconcile_dead_letters() -> dict[str, int]:
+    return {"reconciled": dead_letters.reconcile_moved_by_sqs()}
