@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +14,8 @@ from dispatch import dead_letters, health_store
 from dispatch.inbox import ReceivedMessage
 from dispatch.pipeline import run_pipeline as run_pipeline_once
 from dispatch.sending import send_batch as send_batch_now
+
+logger = logging.getLogger(__name__)
 
 
 def dispatch_batch(provider: str, batch_id: str, messages: Sequence[ReceivedMessage]) -> None:
@@ -40,9 +44,14 @@ def purge_dispatch_cache() -> int:
 
 
 @shared_task(name="dispatch.tasks.cleanup_emails", ignore_result=True)
-def cleanup_emails() -> None:
+def cleanup_emails() -> str:
     # The command's own code, so that beat and an operator delete exactly the same records.
-    call_command("cleanup_emails")
+    # Its line is logged: a worker logs what a task prints as a warning.
+    out = io.StringIO()
+    call_command("cleanup_emails", stdout=out)
+    report = out.getvalue().strip()
+    logger.info("cleanup_emails: %s", report)
+    return report
 
 
 @shared_task(name="dispatch.tasks.reconcile_dead_letters", ignore_result=True)

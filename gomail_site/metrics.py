@@ -33,6 +33,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from dispatch.health_store import save_last_run
+
 EMAILS_ACCEPTED = Counter("gomail_emails_accepted", "Emails accepted by the API (queued in SQS).")
 EMAILS_SENT = Counter("gomail_emails_sent", "Emails a provider accepted.", ["provider"])
 EMAILS_FAILED = Counter(
@@ -162,8 +164,6 @@ class ApiLatencyMiddleware:
 
 def observe_pipeline_run(seconds: float, messages: int) -> None:
     """Called by the pipeline at the end of each finished run, under its lease."""
-    from dispatch.health_store import save_last_run
-
     PIPELINE_RUN_SECONDS.observe(seconds)
     PIPELINE_MESSAGES.observe(messages)
     finished_at = timezone.now()

@@ -19,6 +19,7 @@ from dispatch import health_store, tasks
 from dispatch.health import BatchOutcome, HealthState
 from dispatch.health_store import PendingBatch
 from emails.models import Email
+from tests.dispatch.email_records import record
 
 pytestmark = pytest.mark.django_db
 
@@ -109,15 +110,6 @@ def test_the_dispatch_cache_is_a_table_of_its_own():
     assert (rows(dispatch_cache["LOCATION"]), rows(default_table)) == (4, 0)
 
 
-def record(status: str, age: timedelta) -> Email:
-    return Email.objects.create(
-        from_email="a@example.com",
-        to_email="b@example.org",
-        status=status,
-        accepted_at=timezone.now() - age,
-    )
-
-
 def test_the_scheduled_cleanup_deletes_old_final_records_only(settings):
     days = settings.GOMAIL.records.retention_days
     old = timedelta(days=days + 1)
@@ -128,8 +120,9 @@ def test_the_scheduled_cleanup_deletes_old_final_records_only(settings):
         record(Email.Status.SENT, timedelta(days=days - 1)),
     ]
 
-    tasks.cleanup_emails()
+    report = tasks.cleanup_emails()
 
+    assert report == f"deleted 2 row(s) older than {days} days"
     remaining = set(Email.objects.values_list("id", flat=True))
     assert remaining == {email.id for email in kept}
     assert not remaining & {old_sent.id, old_dead.id}

@@ -20,6 +20,7 @@ from dispatch import health_store
 from dispatch.pipeline import run_pipeline
 from emails import records
 from emails.models import Email
+from tests.dispatch.email_records import record
 from tests.operations.support import RecordingDispatcher
 
 CHANGELIST = "admin:dispatch_providercontrol_changelist"
@@ -52,15 +53,6 @@ def provider_page(client: Client) -> str:
     response = client.get(reverse(CHANGELIST))
     assert response.status_code == 200
     return response.content.decode()
-
-
-def record(status: str, age: timedelta) -> Email:
-    return Email.objects.create(
-        from_email="a@example.com",
-        to_email="b@example.org",
-        status=status,
-        accepted_at=timezone.now() - age,
-    )
 
 
 # Pure decisions.
