@@ -55,14 +55,15 @@ def fold_pending(
     outcomes: dict[str, dict[str, Any]],
     thresholds: Thresholds,
     now: datetime,
-    give_up_before: datetime,
+    deadline: datetime,
 ) -> tuple[HealthState, list[PendingBatch]]:
     """Fold the outcomes of pending batches into ``state``, in dispatch order.
 
-    Returns the new state and the batches still pending: those without an outcome yet and
-    dispatched at or after ``give_up_before``. Older ones are dropped without an observation
-    (their worker died and their messages were read again; an unknown batch says nothing
-    about the provider). Pure: no I/O.
+    Returns the new state and the batches still pending: those without an outcome yet,
+    dispatched at or after ``deadline``. An older batch with no outcome is a failing
+    observation of its provider: its workers did not settle it within the visibility
+    timeout (they stopped consuming, or cannot keep up), and its messages are already back in
+    their queues. Pure: no I/O.
     """
     observations: list[Observation] = []
     still_pending: list[PendingBatch] = []
@@ -72,8 +73,17 @@ def fold_pending(
             observation = _observation(outcome, now)
             if observation is not None:
                 observations.append(observation)
-        elif datetime.fromisoformat(batch.dispatched_at) >= give_up_before:
+        elif datetime.fromisoformat(batch.dispatched_at) >= deadline:
             still_pending.append(batch)
+        else:
+            observations.append(
+                Observation(
+                    passed=False,
+                    at=now,
+                    error=f"a batch of {batch.size} had no outcome by its deadline "
+                    f"(dispatched {batch.dispatched_at}): are its workers consuming?",
+                )
+            )
     return fold(state, observations, thresholds), still_pending
 
 

@@ -21,9 +21,15 @@ from dispatch import controls, health_store, lease
 from dispatch.health import HealthState, Thresholds
 from dispatch.health_store import PendingBatch
 from dispatch.inbox import ReceivedMessage, read_levels, read_messages
-from dispatch.reading import plan_reads, read_allowance
+from dispatch.reading import plan_reads, read_allowance, routes_with_room
 from dispatch.settlement import Action, Verdict, apply_settlement, plan_settlement
-from dispatch.splitting import ProviderRoute, batches_within, plan_split, rotate_routes
+from dispatch.splitting import (
+    ProviderRoute,
+    batches_within,
+    is_probe_turn,
+    plan_split,
+    rotate_routes,
+)
 from emails import records
 from emails.wire import TASK_PAYLOAD_LIMIT, UndecodableMessage, decode, dispatch_bytes
 from gomail_site.metrics import observe_pipeline_run
@@ -32,8 +38,8 @@ logger = logging.getLogger(__name__)
 
 PIPELINE_LEASE = "pipeline"
 
-# Sends one batch to a provider's Celery queue: (provider, batch_id, messages) -> None.
-Dispatcher = Callable[[str, str, Sequence[ReceivedMessage]], None]
+# Sends one batch to a provider's Celery queue: ``(provider, batch_id, messages, probe=...)``.
+Dispatcher = Callable[..., None]
 
 
 @dataclass
@@ -57,14 +63,16 @@ def fold_health(providers: Sequence[str], thresholds: Thresholds) -> dict[str, H
     """
     now = timezone.now()
     resets = controls.take_reset_requests(providers)
-    give_up_before = now - timedelta(seconds=2 * settings.GOMAIL.sqs.visibility_timeout_seconds)
+    # A batch is settled within the visibility timeout (DESIGN.md section 8), or its messages
+    # are back in their queues and its provider's workers are not keeping up.
+    deadline = now - timedelta(seconds=settings.GOMAIL.sqs.visibility_timeout_seconds)
     states = {}
     for name in providers:
         pending = health_store.load_pending(name)
         outcomes = health_store.read_outcomes(batch.batch_id for batch in pending)
         before = HealthState() if name in resets else health_store.load_state(name)
         state, still_pending = health_store.fold_pending(
-            before, pending, outcomes, thresholds, now, give_up_before
+            before, pending, outcomes, thresholds, now, deadline
         )
         if state != before or name in resets:
             health_store.save_state(name, state)
@@ -108,16 +116,16 @@ def _run(dispatch: Dispatcher) -> RunReport:
     if not routable:
         logger.warning("every enabled provider is drained: nothing is read")
         return RunReport(ran=True, health={n: s.healthy for n, s in states.items()})
-    routes = rotate_routes(
-        [ProviderRoute(name, states[name].healthy) for name in routable],
-        health_store.next_run_number(),
-    )
+    run_number = health_store.next_run_number()
     pending = {name: health_store.load_pending(name) for name in providers}
-    allowance = read_allowance(
-        routes,
-        capacity={name: getattr(gomail.providers, name).max_in_flight for name in routable},
-        in_flight={name: sum(batch.size for batch in batches) for name, batches in pending.items()},
+    capacity = {name: getattr(gomail.providers, name).max_in_flight for name in routable}
+    in_flight = {name: sum(batch.size for batch in batches) for name, batches in pending.items()}
+    routes = routes_with_room(
+        rotate_routes([ProviderRoute(name, states[name].healthy) for name in routable], run_number),
+        capacity,
+        in_flight,
     )
+    allowance = read_allowance(routes, capacity, in_flight)
     queues = gomail.sqs.incoming_queues
     with ThreadPoolExecutor(max_workers=gomail.pipeline.max_readers) as pool:
         levels = read_levels(queues, pool)
@@ -139,13 +147,18 @@ def _run(dispatch: Dispatcher) -> RunReport:
     messages, too_large = _fitting(messages)
     report.too_large = len(too_large)
     now = timezone.now().isoformat()
-    for name, share in plan_split(messages, routes).items():
+    probe_turn = is_probe_turn(run_number, gomail.health.low_traffic_probe_every_runs)
+    healthy = {route.name for route in routes if route.healthy}
+    for name, share in plan_split(messages, routes, probe_turn).items():
+        # A batch for an unhealthy provider beside healthy ones is a probe: its failure is not
+        # the email's (a short backoff, then most likely a healthy provider).
+        probe = bool(healthy) and name not in healthy
         for batch in batches_within(
             share, gomail.pipeline.batch_size, TASK_PAYLOAD_LIMIT, lambda m: dispatch_bytes(m.body)
         ):
             batch_id = uuid.uuid4().hex
             try:
-                dispatch(name, batch_id, batch)
+                dispatch(name, batch_id, batch, probe=probe)
             except Exception:
                 # The messages stay invisible until their timeout, then are read again.
                 logger.exception("could not dispatch batch %s to %s", batch_id, name)

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 
 from gomail_site.aws import aws_client
-from gomail_site.config import CeleryConfig, SqsConfig
+from gomail_site.config import SQS_MAX_RETENTION_SECONDS, CeleryConfig, SqsConfig
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,10 @@ class QueueSetup:
 
 
 def dead_letter_attributes(sqs: SqsConfig) -> dict[str, str]:
-    return {"MessageRetentionPeriod": str(sqs.message_retention_seconds)}
+    """SQS's longest retention, longer than the incoming queues' (checked by the config): a
+    message SQS's redrive moves keeps its first enqueue time, and must not expire here before
+    an operator has seen it."""
+    return {"MessageRetentionPeriod": str(SQS_MAX_RETENTION_SECONDS)}
 
 
 def incoming_attributes(sqs: SqsConfig, dead_letter_arn: str) -> dict[str, str]:

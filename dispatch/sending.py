@@ -21,9 +21,9 @@ from functools import lru_cache
 import structlog
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.db.models import F
+from django.utils import timezone
 
-from dispatch import send_rate
+from dispatch import delivery, send_rate
 from dispatch.breaker import ProcessBreakers
 from dispatch.controls import drained_providers
 from dispatch.health import BatchOutcome
@@ -40,7 +40,6 @@ from dispatch.settlement import (
     plan_settlement,
 )
 from emails import records
-from emails.models import Email
 from emails.records import Claim, ClaimResult
 from emails.wire import UndecodableMessage, WireEmail, decode
 from gomail_site.aws import aws_client
@@ -88,18 +87,21 @@ def _process_providers() -> dict[str, Provider]:
     return build_providers()
 
 
-_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_pools: dict[int, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 
 
-def _send_pool(concurrency: int) -> ThreadPoolExecutor:
-    """This process's sending threads for batches of ``concurrency``: made once, not per batch
-    (each new thread would open a database connection of its own for one message)."""
-    key = (os.getpid(), concurrency)
+def _send_pool() -> ThreadPoolExecutor:
+    """This process's sending threads, made once: as many as the largest
+    ``send_concurrency`` (a worker process sends one batch at a time). Each keeps its
+    database connection from one email to the next (``CONN_MAX_AGE``), so a provider worker
+    process holds at most that many connections, plus its main thread's."""
+    pid = os.getpid()  # a forked pool child must not use its parent's threads
     with _pools_lock:
-        pool = _pools.get(key)
+        pool = _pools.get(pid)
         if pool is None:
-            pool = _pools[key] = ThreadPoolExecutor(concurrency, thread_name_prefix="send")
+            size = max(p.send_concurrency for _, p in settings.GOMAIL.providers)
+            pool = _pools[pid] = ThreadPoolExecutor(size, thread_name_prefix="send")
         return pool
 
 
@@ -142,154 +144,193 @@ def deliver(
     stale_after: timedelta,
     drained: Collection[str] = (),
     claimed: ClaimResult | None = None,
+    calls: list[Call] | None = None,
+    *,
+    probe: bool = False,
 ) -> tuple[Verdict, list[Call]]:
-    """Deliver one message through ``provider_name`` (or, after a permanent rejection, once
-    through the next enabled provider that has not rejected it and is not ``drained``) and
-    record every step.
+    """Deliver one message through ``provider_name`` (then, after a permanent rejection, the
+    next provider of ``delivery.try_order``) and record every step.
 
     Before each provider call it waits (briefly) for a send slot of that provider's
     ``max_send_rate_per_second`` (``dispatch.send_rate``); without one in time the message goes
     back to its queue unsent (``_handed_back``), as when that provider's breaker is open
-    (``dispatch.breaker``).
+    (``dispatch.breaker``). An email that is not sent this time and is older than
+    ``delivery.max_age_hours`` is dead-lettered instead (``delivery.give_up_reason``).
 
-    Returns what to do with the SQS message and the provider calls made.
+    Returns what to do with the SQS message and the provider calls made (also appended to
+    ``calls`` as they are made, so that a caller sees them even when a record write fails).
     """
+    calls = calls if calls is not None else []
     try:
         email = decode(message.body, message.sqs_message_id)
     except UndecodableMessage as exc:
-        return Verdict(message, Action.DEAD_LETTER, reason=f"undecodable message: {exc}"), []
+        return Verdict(message, Action.DEAD_LETTER, reason=f"undecodable message: {exc}"), calls
     # Every log line from here on is about this email (cleared by the caller's thread).
     structlog.contextvars.bind_contextvars(message_id=email.id)
 
     # The batch's claim when it settled this email (``records.claim_batch``), else its own.
     claimed = claimed or records.claim(email, message.queue, stale_after)
     if claimed.claim in (Claim.ALREADY_SENT, Claim.ALREADY_DEAD, Claim.WITHDRAWN):
-        return Verdict(message, Action.DELETE, email_id=email.id), []
+        return Verdict(message, Action.DELETE, email_id=email.id), calls
     if claimed.claim is Claim.BUSY:
         # Another worker holds it. If that worker is alive, the message is sent (and then only
         # deleted) by the time we look again; if it died, we may take over as soon as its
         # claim is stale, rather than a whole visibility timeout later.
         wait = (claimed.stale_in or timedelta(0)).total_seconds()
-        return Verdict(message, Action.RECHECK, retry_after_seconds=wait, email_id=email.id), []
+        return Verdict(message, Action.RECHECK, retry_after_seconds=wait, email_id=email.id), calls
 
+    unsent = _Unsent(message, email.id, claimed, probe)
     rejections = dict(claimed.rejections)
-    # The batch's own provider first, then the others in configuration order.
-    candidates = [name for name in providers if name == provider_name] + [
-        name for name in providers if name != provider_name
-    ]
-    untried = [
-        name
-        for name in candidates
-        if name not in rejections and (name == provider_name or name not in drained)
-    ]
-    calls: list[Call] = []
     slot_wait = send_rate.slot_wait_seconds(stale_after.total_seconds())
-    for name in untried[:2]:
+    for name in delivery.try_order(provider_name, list(providers), rejections, drained):
         if not BREAKERS.allows(name):
-            return _handed_back(
-                message,
-                email.id,
+            return unsent.handed_back(
                 name,
                 calls,
                 Action.RECHECK,
-                reason=f"{name} keeps failing: not tried",
-                retry_after=BREAKER_RETRY_SECONDS,
+                f"{name} keeps failing: not tried",
+                BREAKER_RETRY_SECONDS,
             ), calls
         if not send_rate.take_slot(name, slot_wait):
-            return _handed_back(
-                message,
-                email.id,
+            return unsent.handed_back(
                 name,
                 calls,
                 Action.RETRY,
-                reason=f"send rate limit of {name} reached",
-                retry_after=send_rate.retry_after_seconds(name),
+                f"send rate limit of {name} reached",
+                send_rate.retry_after_seconds(name),
             ), calls
-        try:
-            result = providers[name].send(_outgoing(email))
-        except ProviderError as error:
-            BREAKERS.record(name, failed=error.kind is not ErrorKind.PERMANENT)
-            calls.append(Call(name, error.kind.value, error.reason))
-            EMAILS_FAILED.labels(provider=name, kind=error.kind.value).inc()
-            if error.outcome_unknown:
-                UNKNOWN_OUTCOMES.labels(provider=name).inc()
-            records.record_attempt(
-                email.id, name, error.kind.value, error.reason, error.outcome_unknown
-            )
-            logger.warning(
-                "%s refused email %s (%s%s): %s",
-                name,
-                email.id,
-                error.kind.value,
-                ", outcome unknown" if error.outcome_unknown else "",
-                error.reason,
-            )
-            if error.kind is ErrorKind.PERMANENT:
-                rejections[name] = error.reason
-                records.record_rejection(email.id, name, error.reason)
-                continue
-            records.record_failure(email.id, name, error.reason, error.outcome_unknown)
-            return Verdict(
-                message,
-                Action.RETRY,
-                reason=error.reason,
-                retry_after_seconds=error.retry_after_seconds,
-                email_id=email.id,
-                failures=claimed.attempts or None,
-            ), calls
-        BREAKERS.record(name, failed=False)
-        calls.append(Call(name, "sent"))
-        EMAILS_SENT.labels(provider=name).inc()
-        logger.info("sent email %s via %s (%s)", email.id, name, result.provider_message_id)
-        records.record_attempt(email.id, name, "sent")
-        # The record says sent before the message is deleted: a redelivery then only deletes.
-        records.record_sent(email.id, name, result.provider_message_id)
-        return Verdict(message, Action.DELETE, email_id=email.id), calls
+        error = _call(providers[name], name, email, calls)
+        step = delivery.after_call(error.kind if error else None)
+        if step is delivery.Step.DONE:
+            return Verdict(message, Action.DELETE, email_id=email.id), calls
+        assert error is not None
+        if step is delivery.Step.NEXT:
+            rejections[name] = error.reason
+            records.record_rejection(email.id, name, error.reason)
+            continue
+        records.record_failure(email.id, name, error.reason, error.outcome_unknown)
+        return unsent.retry(error.reason, error.retry_after_seconds), calls
 
-    if all(name in rejections for name in providers):
-        reason = "; ".join(f"{name}: {why}" for name, why in rejections.items())
+    tried_out = delivery.when_tried_out(list(providers), rejections)
+    if tried_out.dead:
         return Verdict(
-            message,
-            Action.DEAD_LETTER,
-            reason=f"rejected by every provider: {reason}",
-            email_id=email.id,
+            message, Action.DEAD_LETTER, reason=tried_out.reason, email_id=email.id
         ), calls
     # Rejected here, and the provider left to try was not reached this time: try it later.
-    records.record_failure(email.id, provider_name, "retrying on another provider", False)
-    return Verdict(
-        message,
-        Action.RETRY,
-        reason="retrying on another provider",
-        email_id=email.id,
-        failures=claimed.attempts or None,
-    ), calls
+    records.record_failure(email.id, provider_name, tried_out.reason, False)
+    return unsent.retry(tried_out.reason), calls
 
 
-def _handed_back(
-    message: ReceivedMessage,
-    email_id: str,
-    provider: str,
-    calls: list[Call],
-    action: Action,
-    *,
-    reason: str,
-    retry_after: float,
-) -> Verdict:
-    """The message goes back to its queue unsent, to be read again after ``retry_after``:
-    its provider had no send slot in time (``max_send_rate_per_second``; RETRY, so the usual
-    backoff applies when it keeps coming back), or its breaker is open (RECHECK: no backoff,
-    health routes it on). Nothing failed: no attempt is recorded, the provider's health is
-    untouched, and with no call made the record is queued again as it was."""
-    if calls:
-        # A provider rejected it before: as when the next provider is not reached this time.
-        records.record_failure(email_id, provider, reason, False)
-    else:
-        Email.objects.filter(id=email_id, status=Email.Status.SENDING).update(
-            status=Email.Status.QUEUED, claimed_at=None, attempts=F("attempts") - 1
+def _call(
+    provider: Provider, name: str, email: WireEmail, calls: list[Call]
+) -> ProviderError | None:
+    """One provider call, appended to ``calls`` as soon as it returns, with its breaker,
+    metrics, attempt record and log line; a sent email's record says so before its message is
+    deleted (a redelivery then only deletes). Returns the call's error, if it failed."""
+    try:
+        try:
+            result = provider.send(_outgoing(email))
+        except ProviderError:
+            raise
+        except Exception as exc:
+            # Outside the provider's contract (a bug): the request may have gone out.
+            logger.exception("%s raised on email %s", name, email.id)
+            raise ProviderError(
+                kind=ErrorKind.TRANSIENT,
+                provider=name,
+                reason=f"unexpected {type(exc).__name__} in the provider",
+                outcome_unknown=True,
+            ) from exc
+    except ProviderError as error:
+        BREAKERS.record(name, failed=error.kind is not ErrorKind.PERMANENT)
+        EMAILS_FAILED.labels(provider=name, kind=error.kind.value).inc()
+        if error.outcome_unknown:
+            UNKNOWN_OUTCOMES.labels(provider=name).inc()
+        logger.warning(
+            "%s refused email %s (%s%s): %s",
+            name,
+            email.id,
+            error.kind.value,
+            ", outcome unknown" if error.outcome_unknown else "",
+            error.reason,
         )
-    return Verdict(
-        message, action, reason=reason, retry_after_seconds=retry_after, email_id=email_id
-    )
+        calls.append(Call(name, error.kind.value, error.reason))
+        records.record_attempt(
+            email.id, name, error.kind.value, error.reason, error.outcome_unknown
+        )
+        return error
+    BREAKERS.record(name, failed=False)
+    calls.append(Call(name, "sent"))
+    EMAILS_SENT.labels(provider=name).inc()
+    logger.info("sent email %s via %s (%s)", email.id, name, result.provider_message_id)
+    records.record_attempt(email.id, name, "sent")
+    records.record_sent(email.id, name, result.provider_message_id)
+    return None
+
+
+@dataclass(frozen=True)
+class _Unsent:
+    """The verdicts of a claimed email that is not sent this time."""
+
+    message: ReceivedMessage
+    email_id: str
+    claimed: ClaimResult
+    probe: bool = False
+
+    def retry(self, reason: str, retry_after: float | None = None) -> Verdict:
+        """Back to the queue with a backoff, unless the email is too old to keep trying."""
+        given_up = self._give_up(reason)
+        if given_up:
+            return given_up
+        return Verdict(
+            self.message,
+            Action.RETRY,
+            reason=reason,
+            retry_after_seconds=retry_after,
+            email_id=self.email_id,
+            # A probe's failure does not grow the email's backoff (see ``send_batch``).
+            failures=1 if self.probe else (self.claimed.attempts or None),
+        )
+
+    def handed_back(
+        self, provider: str, calls: list[Call], action: Action, reason: str, retry_after: float
+    ) -> Verdict:
+        """The message goes back to its queue unsent, to be read again after
+        ``retry_after``: its provider had no send slot in time (``max_send_rate_per_second``;
+        RETRY, so the usual backoff applies when it keeps coming back), or its breaker is open
+        (RECHECK: no backoff, health routes it on). Nothing failed: no attempt is recorded,
+        the provider's health is untouched, and with no call made the record is queued again
+        as it was."""
+        given_up = self._give_up(reason)
+        if given_up:
+            return given_up
+        if calls:
+            # A provider rejected it before: as when the next provider is not reached this time.
+            records.record_failure(self.email_id, provider, reason, False)
+        else:
+            records.hand_back(self.email_id)
+        return Verdict(
+            self.message,
+            action,
+            reason=reason,
+            retry_after_seconds=retry_after,
+            email_id=self.email_id,
+        )
+
+    def _give_up(self, last_error: str) -> Verdict | None:
+        accepted_at = self.claimed.accepted_at
+        if accepted_at is None:
+            return None
+        reason = delivery.give_up_reason(
+            (timezone.now() - accepted_at).total_seconds(),
+            settings.GOMAIL.delivery.max_age_hours * 3600,
+            self.claimed.attempts,
+            last_error,
+        )
+        if reason is None:
+            return None
+        logger.warning("email %s: %s", self.email_id, reason)
+        return Verdict(self.message, Action.DEAD_LETTER, reason=reason, email_id=self.email_id)
 
 
 def _batch_claims(messages: Sequence[ReceivedMessage]) -> list[ClaimResult | None]:
@@ -308,6 +349,35 @@ def _batch_claims(messages: Sequence[ReceivedMessage]) -> list[ClaimResult | Non
         firsts.setdefault(email.id, email)
     claims = records.claim_batch(list(firsts.values())) if firsts else {}
     return [claims.get(owner) if owner else None for owner in owners]
+
+
+def _failed_here(
+    message: ReceivedMessage, claimed: ClaimResult | None, calls: list[Call], exc: Exception
+) -> Verdict:
+    """The verdict of a message whose delivery raised: back to its queue with a backoff.
+
+    The batch's claim is given back when no provider was called (best effort: the database
+    may be what failed). Otherwise the claim stays: a call may have sent it, or the claim is
+    not known to be this thread's; whoever reads it next takes it over once it is stale,
+    counting an unknown outcome."""
+    logger.exception("delivering message %s failed: %s", message.sqs_message_id, exc)
+    email_id = _email_id(message)
+    if email_id and not calls and claimed is not None and claimed.claim is Claim.CLAIMED:
+        with contextlib.suppress(Exception):
+            records.release_claim(email_id)
+    return Verdict(
+        message,
+        Action.RETRY,
+        reason=f"internal error: {type(exc).__name__}",
+        email_id=email_id or None,
+    )
+
+
+def _email_id(message: ReceivedMessage) -> str:
+    try:
+        return decode(message.body, message.sqs_message_id).id
+    except UndecodableMessage:
+        return ""
 
 
 def batch_outcome(provider_name: str, calls: Sequence[Call]) -> BatchOutcome:
@@ -332,8 +402,13 @@ def send_batch(
     batch_id: str,
     messages: Sequence[ReceivedMessage],
     providers: Mapping[str, Provider] | None = None,
+    probe: bool = False,
 ) -> BatchOutcome:
-    """Send a batch through ``provider_name``, settle its SQS messages, write its outcome."""
+    """Send a batch through ``provider_name``, settle its SQS messages, write its outcome.
+
+    A ``probe`` (a batch for a provider the pipeline holds unhealthy) that fails comes back
+    after the shortest backoff, whatever its attempts: the failure says more about the
+    provider than about the email, which the next run most likely sends elsewhere."""
     gomail = settings.GOMAIL
     providers = providers if providers is not None else _process_providers()
     visibility = gomail.sqs.visibility_timeout_seconds
@@ -348,18 +423,37 @@ def send_batch(
     def deliver_in_thread(
         message: ReceivedMessage, claimed: ClaimResult | None
     ) -> tuple[Verdict, list[Call]]:
+        calls: list[Call] = []
         try:
             return deliver(
-                message, provider_name, providers, timedelta(seconds=visibility), drained, claimed
+                message,
+                provider_name,
+                providers,
+                timedelta(seconds=visibility),
+                drained,
+                claimed,
+                calls,
+                probe=probe,
             )
+        except Exception as exc:
+            # One email's failure (its database write, a bug) is its own: the batch's other
+            # messages still settle and its calls still count for health.
+            return _failed_here(message, claimed, calls, exc), calls
         finally:
             structlog.contextvars.clear_contextvars()
-            # Closed after each message: kept, every worker process would hold one connection
-            # per sending thread (send_concurrency each), beyond PostgreSQL's max_connections
-            # for a few workers (seen in a CI run).
-            connection.close()
+            # The thread keeps its connection for the next email, unless it broke or aged.
+            close_old_connections()
 
-    results = list(_send_pool(concurrency).map(deliver_in_thread, live, claims))
+    # At most ``concurrency`` of the pool's threads at once for this provider's batch.
+    running = threading.BoundedSemaphore(concurrency)
+
+    def limited(
+        message: ReceivedMessage, claimed: ClaimResult | None
+    ) -> tuple[Verdict, list[Call]]:
+        with running:
+            return deliver_in_thread(message, claimed)
+
+    results = list(_send_pool().map(limited, live, claims))
     close_old_connections()
 
     verdicts = [verdict for verdict, _ in results]

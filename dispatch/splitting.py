@@ -16,6 +16,10 @@ The split rules, generalised from the original's two providers to N:
   one). With probes to spare for only some unhealthy providers, the earliest in the order get
   them.
 - When no provider is healthy, the messages are split equally among all of them.
+- At low traffic the rule above would never place a probe (one message a run goes to a
+  healthy provider), and an unhealthy provider would never be seen to recover. So on a
+  *probe turn* (every K-th run, `is_probe_turn`) the first unhealthy provider gets its probe
+  even when the healthy providers are not all served first.
 
 Fairness over time is the caller's job: "earliest in the order" decides who gets a remainder
 message and who gets a scarce probe, so the pipeline should rotate the provider order between
@@ -52,7 +56,14 @@ def rotate_routes(routes: Sequence[ProviderRoute], turn: int) -> list[ProviderRo
     return [*routes[start:], *routes[:start]]
 
 
-def share_sizes(total: int, providers: Sequence[ProviderRoute]) -> dict[str, int]:
+def is_probe_turn(run_number: int, every: int) -> bool:
+    """Whether run `run_number` is a probe turn: one run in `every` (`every` >= 1)."""
+    return run_number % every == 0
+
+
+def share_sizes(
+    total: int, providers: Sequence[ProviderRoute], probe_turn: bool = False
+) -> dict[str, int]:
     """How many of `total` messages each provider gets under the split rules (module docstring).
 
     Returns a dict keyed by provider name, in the order given, whose values sum to `total`.
@@ -71,15 +82,18 @@ def share_sizes(total: int, providers: Sequence[ProviderRoute]) -> dict[str, int
         sizes.update(_equal_shares(total, [route.name for route in providers]))
         return sizes
 
-    # Probes only come out of what is left once every healthy provider has one message.
-    probes = min(len(unhealthy), max(total - len(healthy), 0))
+    # Probes only come out of what is left once every healthy provider has one message, but
+    # a probe turn has at least one whenever there is a message.
+    probes = min(len(unhealthy), max(total - len(healthy), 1 if probe_turn else 0), total)
     for name in unhealthy[:probes]:
         sizes[name] = 1
     sizes.update(_equal_shares(total - probes, healthy))
     return sizes
 
 
-def plan_split(messages: Sequence[T], providers: Sequence[ProviderRoute]) -> dict[str, list[T]]:
+def plan_split(
+    messages: Sequence[T], providers: Sequence[ProviderRoute], probe_turn: bool = False
+) -> dict[str, list[T]]:
     """Split `messages` between `providers` by health (rules in the module docstring).
 
     Returns a dict keyed by every provider's name, in the order given; a provider with no
@@ -89,7 +103,7 @@ def plan_split(messages: Sequence[T], providers: Sequence[ProviderRoute]) -> dic
 
     Raises ValueError when `providers` is empty or two providers share a name.
     """
-    sizes = share_sizes(len(messages), providers)
+    sizes = share_sizes(len(messages), providers, probe_turn)
     plan: dict[str, list[T]] = {}
     start = 0
     for name, size in sizes.items():

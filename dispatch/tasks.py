@@ -18,10 +18,14 @@ from dispatch.sending import send_batch as send_batch_now
 logger = logging.getLogger(__name__)
 
 
-def dispatch_batch(provider: str, batch_id: str, messages: Sequence[ReceivedMessage]) -> None:
+def dispatch_batch(
+    provider: str, batch_id: str, messages: Sequence[ReceivedMessage], probe: bool = False
+) -> None:
     """Put one batch on ``provider``'s Celery queue (each provider has its own)."""
     send_batch.apply_async(
         args=[provider, batch_id, [message.to_task() for message in messages]],
+        # Only when set: a task without it is read the same by a worker of the last version.
+        kwargs={"probe": True} if probe else {},
         queue=provider,
     )
 
@@ -33,8 +37,12 @@ def run_pipeline() -> dict[str, Any]:
 
 
 @shared_task(name="dispatch.tasks.send_batch", ignore_result=True)
-def send_batch(provider: str, batch_id: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
-    outcome = send_batch_now(provider, batch_id, [ReceivedMessage.from_task(m) for m in messages])
+def send_batch(
+    provider: str, batch_id: str, messages: list[dict[str, Any]], probe: bool = False
+) -> dict[str, Any]:
+    outcome = send_batch_now(
+        provider, batch_id, [ReceivedMessage.from_task(m) for m in messages], probe=probe
+    )
     return outcome.to_dict()
 
 

@@ -136,6 +136,9 @@ class ClaimResult:
     attempts: int = 0
     # BUSY: how long until the other worker's claim is stale (and may be taken over).
     stale_in: timedelta | None = None
+    # CLAIMED: when the email was accepted (the record's, the first claim's for a message of
+    # another producer), from which ``delivery.max_age_hours`` counts.
+    accepted_at: datetime | None = None
 
 
 CLAIMABLE = (Email.Status.QUEUED, Email.Status.FAILED)
@@ -161,11 +164,13 @@ def claim_batch(emails: Sequence[WireEmail]) -> dict[str, ClaimResult]:
     }
     results: dict[str, ClaimResult] = {}
     rows = Email.objects.filter(id__in=ids).values_list(
-        "id", "status", "rejections", "claimed_at", "attempts"
+        "id", "status", "rejections", "claimed_at", "attempts", "accepted_at"
     )
-    for email_id, status, rejections, claimed_at, attempts in rows:
+    for email_id, status, rejections, claimed_at, attempts, accepted_at in rows:
         if status == Email.Status.SENDING and claimed_at == now:
-            results[str(email_id)] = ClaimResult(Claim.CLAIMED, dict(rejections or {}), attempts)
+            results[str(email_id)] = ClaimResult(
+                Claim.CLAIMED, dict(rejections or {}), attempts, accepted_at=accepted_at
+            )
         elif status in settled_as:
             results[str(email_id)] = ClaimResult(settled_as[status])
     return results
@@ -207,11 +212,11 @@ def claim(email: WireEmail, queue: str, stale_after: timedelta) -> ClaimResult:
                 unknown_outcomes=F("unknown_outcomes") + 1,
             )
         )
-    status, rejections, claimed_at, attempts = records.values_list(
-        "status", "rejections", "claimed_at", "attempts"
+    status, rejections, claimed_at, attempts, accepted_at = records.values_list(
+        "status", "rejections", "claimed_at", "attempts", "accepted_at"
     ).get()
     if claimed:
-        return ClaimResult(Claim.CLAIMED, dict(rejections or {}), attempts)
+        return ClaimResult(Claim.CLAIMED, dict(rejections or {}), attempts, accepted_at=accepted_at)
     if status == Email.Status.SENT:
         return ClaimResult(Claim.ALREADY_SENT)
     if status == Email.Status.DEAD:
@@ -268,6 +273,14 @@ def record_failure(email_id: str, provider: str, error: str, outcome_unknown: bo
 def record_dead(email_id: str, reason: str) -> None:
     Email.objects.filter(id=email_id).update(
         status=Email.Status.DEAD, last_error=reason, claimed_at=None
+    )
+
+
+def hand_back(email_id: str) -> None:
+    """The claim is given back with no provider called (a breaker open, no send slot): the
+    record is ``queued`` again as it was, this attempt not counted."""
+    Email.objects.filter(id=email_id, status=Email.Status.SENDING).update(
+        status=Email.Status.QUEUED, claimed_at=None, attempts=F("attempts") - 1
     )
 
 

@@ -9,6 +9,7 @@ environment (see ``gomail_site.settings``).
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -34,6 +35,12 @@ SQS_MAX_MESSAGE_BYTES = 262_144
 MAX_BODY_SIZE_LIMIT = SQS_MAX_MESSAGE_BYTES - 4_096
 
 PIPELINE_QUEUE = "pipeline"
+# SQS's longest retention, the dead-letter queue's (dispatch/queues.py).
+SQS_MAX_RETENTION_SECONDS = 1_209_600
+# SQS's own redrive must never beat Gomail's give-up: the backoff schedule reaches
+# delivery.max_age_hours within this share of sqs.max_receive_count receives (the rest is
+# room for receives that are no failure: a breaker or a rate limit handing a message back).
+RECEIVES_SHARE_FOR_BACKOFF = 0.5
 
 QueueName = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_-]+$")]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -66,7 +73,10 @@ class SqsConfig(Section):
     visibility_timeout_seconds: int = Field(300, ge=10, le=43_200)
     # SQS's own bound on receives before redrive; high, so an outage alone never dead-letters.
     max_receive_count: int = Field(1000, ge=1, le=1000)
-    message_retention_seconds: int = Field(1_209_600, ge=60, le=1_209_600)
+    # The incoming queues' retention: longer than delivery.max_age_hours, shorter than the
+    # dead-letter queue's (always SQS's maximum, 14 days): a standard queue keeps a message's
+    # first enqueue time when SQS itself moves it, so the dead-letter queue must outlive it.
+    message_retention_seconds: int = Field(345_600, ge=60, lt=SQS_MAX_RETENTION_SECONDS)
 
     @field_validator("incoming_queues")
     @classmethod
@@ -116,6 +126,12 @@ class PipelineConfig(Section):
     backoff_max_seconds: int = Field(900, ge=0, le=43_200)
 
 
+class DeliveryConfig(Section):
+    # After this long (from acceptance) an email no provider took goes to the dead-letter
+    # queue with its reason, by Gomail, rather than wait out SQS's redrive or retention.
+    max_age_hours: float = Field(72.0, gt=0, le=24 * 13)
+
+
 class HealthConfig(Section):
     healthy_threshold: PositiveInt = 3
     unhealthy_threshold: PositiveInt = 3
@@ -124,6 +140,9 @@ class HealthConfig(Section):
     # before health has folded a single batch.
     breaker_failures: int = Field(3, ge=1, le=1_000)
     breaker_cooldown_seconds: float = Field(5.0, gt=0, le=300)
+    # At low traffic (fewer messages in a run than healthy providers plus one) an unhealthy
+    # provider still gets a probe on one run in this many, or it would never recover.
+    low_traffic_probe_every_runs: int = Field(3, ge=1, le=1_000)
 
 
 class ProviderConfig(Section):
@@ -215,6 +234,7 @@ class GomailConfig(BaseSettings):
     sqs: SqsConfig = SqsConfig()
     api: ApiConfig = ApiConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
     health: HealthConfig = HealthConfig()
     providers: ProvidersConfig = ProvidersConfig()
     celery: CeleryConfig = CeleryConfig()
@@ -240,7 +260,30 @@ class GomailConfig(BaseSettings):
                 )
         if self.pipeline.backoff_max_seconds < self.pipeline.backoff_base_seconds:
             raise ValueError("pipeline.backoff_max_seconds must be >= backoff_base_seconds")
+        self._give_up_comes_first()
         return self
+
+    def _give_up_comes_first(self) -> None:
+        """Gomail's give-up acts before any SQS timer: the last attempt after the max age (one
+        backoff and one visibility timeout later, at the most) still finds the message in
+        its queue, and the backoff reaches the max age before SQS's redrive would."""
+        max_age = self.delivery.max_age_hours * 3600
+        latest = max_age + self.pipeline.backoff_max_seconds + self.sqs.visibility_timeout_seconds
+        if latest >= self.sqs.message_retention_seconds:
+            raise ValueError(
+                "sqs.message_retention_seconds must exceed delivery.max_age_hours plus "
+                f"pipeline.backoff_max_seconds and sqs.visibility_timeout_seconds ({latest:g} s)"
+            )
+        receives = receives_to_reach(
+            max_age, self.pipeline.backoff_base_seconds, self.pipeline.backoff_max_seconds
+        )
+        allowed = int(self.sqs.max_receive_count * RECEIVES_SHARE_FOR_BACKOFF)
+        if receives is None or receives > allowed:
+            raise ValueError(
+                f"the backoff (pipeline.backoff_base_seconds, backoff_max_seconds) takes "
+                f"{receives or 'endless'} receives to reach delivery.max_age_hours; it must "
+                f"take at most {allowed} (half of sqs.max_receive_count)"
+            )
 
     @property
     def celery_queues(self) -> list[str]:
@@ -263,6 +306,22 @@ class GomailConfig(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The file's values arrive as init kwargs; the environment overrides them per key.
         return (env_settings, init_settings)
+
+
+def receives_to_reach(seconds: float, base: int, cap: int) -> int | None:
+    """How many failed receives the backoff (``base * 2^(n-1)`` up to ``cap``, as
+    ``dispatch.settlement.backoff_seconds``) takes to span ``seconds``; None if it never
+    does (no backoff at all). Pure."""
+    if seconds <= 0:
+        return 0
+    if base <= 0 or cap <= 0:
+        return None
+    waited, receives, delay = 0, 0, base
+    while delay < cap and waited < seconds:  # the doubling part
+        waited, receives, delay = waited + delay, receives + 1, delay * 2
+    if waited >= seconds:
+        return receives
+    return receives + math.ceil((seconds - waited) / cap)
 
 
 def _format_errors(error: ValidationError, source: str) -> str:

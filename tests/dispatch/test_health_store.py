@@ -97,7 +97,7 @@ def test_fold_health_folds_what_arrived_and_keeps_the_rest_pending():
     thresholds = Thresholds(healthy=2, unhealthy=2)
     ses = register("ses", 3)
     sendgrid = register("sendgrid", 2)
-    stale = register("sendgrid", 1, ago=timedelta(hours=1))  # older than 2 visibility timeouts
+    stale = register("sendgrid", 1, ago=timedelta(hours=1))  # past its deadline: a failure
     health_store.write_outcome(ses[0].batch_id, BatchOutcome(transient=1, errors=["timeout"]))
     health_store.write_outcome(ses[2].batch_id, BatchOutcome(provider_config=2, errors=["401"]))
     health_store.write_outcome(sendgrid[1].batch_id, BatchOutcome(sent=10))
@@ -108,7 +108,9 @@ def test_fold_health_folds_what_arrived_and_keeps_the_rest_pending():
     assert states["ses"].consecutive_failures == 2
     assert states["ses"].last_error == "401"
     assert health_store.load_pending("ses") == [ses[1]]
-    assert states["sendgrid"] == HealthState(consecutive_passes=1)
+    # A pass, then the batch with no outcome by its deadline: one failure, still healthy.
+    assert (states["sendgrid"].healthy, states["sendgrid"].consecutive_failures) == (True, 1)
+    assert "no outcome by its deadline" in states["sendgrid"].last_error
     assert health_store.load_pending("sendgrid") == [sendgrid[0]]
     assert stale[0] not in health_store.load_pending("sendgrid")
     assert health_store.load_state("ses") == states["ses"]

@@ -357,10 +357,12 @@ def test_fold_pending_keeps_batches_without_an_outcome_pending():
     assert state.healthy is True
 
 
-def test_fold_pending_drops_stale_batches_without_an_observation():
+def test_fold_pending_counts_a_batch_with_no_outcome_by_its_deadline_as_a_failure():
+    """Its workers did not settle it in time (stopped consuming): a failing observation, not
+    a batch forgotten, or a provider nobody consumes for stays healthy for ever."""
     batches = [
         pending("old", minutes_ago=11),
-        pending("edge", minutes_ago=10),  # dispatched exactly at give_up_before: kept
+        pending("edge", minutes_ago=10),  # dispatched exactly at the deadline: kept
         pending("recent", minutes_ago=1),
         pending("old-with-outcome", minutes_ago=60),
     ]
@@ -372,9 +374,24 @@ def test_fold_pending_drops_stale_batches_without_an_observation():
     )
 
     assert [batch.batch_id for batch in still] == ["edge", "recent"]
-    # Only the outcome that arrived counts; the dropped batch says nothing.
-    assert state.consecutive_failures == 2
-    assert state.consecutive_passes == 0
+    assert state.consecutive_failures == 3
+    assert state.healthy is False
+    assert state.last_error == "HTTP 500"  # the latest observation's, in dispatch order
+
+
+def test_fold_pending_says_why_a_silent_batch_failed():
+    state, still = fold_pending(
+        HealthState(),
+        [pending("old", minutes_ago=11)],
+        {},
+        Thresholds(healthy=1, unhealthy=1),
+        NOW,
+        GIVE_UP_BEFORE,
+    )
+
+    assert still == []
+    assert state.healthy is False
+    assert "had no outcome by its deadline" in state.last_error
 
 
 def test_fold_pending_skips_outcomes_without_a_provider_verdict():

@@ -43,7 +43,9 @@ class Recorder:
     batches: list[tuple[str, str, list[ReceivedMessage]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __call__(self, provider: str, batch_id: str, messages: Sequence[ReceivedMessage]) -> None:
+    def __call__(
+        self, provider: str, batch_id: str, messages: Sequence[ReceivedMessage], probe: bool = False
+    ) -> None:
         with self.lock:
             self.batches.append((provider, batch_id, list(messages)))
 
@@ -148,9 +150,26 @@ def test_a_provider_turns_unhealthy_from_outcomes_before_the_split():
     assert health_store.load_state("sendgrid").healthy is False
 
 
-def test_backpressure_a_provider_at_its_limit_stops_the_reading(gomail_config):
+def test_backpressure_a_provider_at_its_limit_does_not_stop_the_others(gomail_config):
+    """Its workers may have stopped consuming: the others take what they have room for."""
     set_capacity(gomail_config, ses=8, sendgrid=8)
     health_store.save_pending("ses", [PendingBatch("busy", 8, timezone.now().isoformat())])
+    fill(20)
+    recorder = Recorder()
+
+    report = run_pipeline(recorder)
+
+    assert report.ran is True
+    assert report.read == 8
+    assert recorder.messages("ses") == []
+    assert len(recorder.messages("sendgrid")) == 8
+    assert visible() == 12
+
+
+def test_backpressure_every_provider_at_its_limit_stops_the_reading(gomail_config):
+    set_capacity(gomail_config, ses=8, sendgrid=8)
+    for name in ("ses", "sendgrid"):
+        health_store.save_pending(name, [PendingBatch("busy", 8, timezone.now().isoformat())])
     fill(20)
     recorder = Recorder()
 
@@ -202,7 +221,9 @@ def test_concurrent_runs_never_overlap():
     inside, overlapped = [0], []
     guard = threading.Lock()
 
-    def slow_dispatch(provider: str, batch_id: str, messages: Sequence[ReceivedMessage]) -> None:
+    def slow_dispatch(
+        provider: str, batch_id: str, messages: Sequence[ReceivedMessage], probe: bool = False
+    ) -> None:
         with guard:
             inside[0] += 1
             overlapped.append(inside[0] > 1)
@@ -242,7 +263,9 @@ def test_concurrent_runs_never_overlap():
 def test_a_failed_dispatch_is_not_registered_as_pending():
     fill(4)
 
-    def broken(provider: str, batch_id: str, messages: Sequence[ReceivedMessage]) -> None:
+    def broken(
+        provider: str, batch_id: str, messages: Sequence[ReceivedMessage], probe: bool = False
+    ) -> None:
         if provider == "sendgrid":
             raise ConnectionError("broker unreachable")
 
@@ -287,7 +310,9 @@ def test_end_to_end_in_process_every_message_is_sent_once(
     for index, email in enumerate(emails):
         put(email.encode(), queues[index % len(queues)])
 
-    def dispatch(provider: str, batch_id: str, messages: Sequence[ReceivedMessage]) -> None:
+    def dispatch(
+        provider: str, batch_id: str, messages: Sequence[ReceivedMessage], probe: bool = False
+    ) -> None:
         send_batch(provider, batch_id, messages, providers=providers)
 
     report = run_pipeline(dispatch)

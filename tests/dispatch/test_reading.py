@@ -16,6 +16,7 @@ from dispatch.reading import (
     reader_quotas,
     readers_for_depth,
     receive_sizes,
+    routes_with_room,
 )
 from dispatch.splitting import ProviderRoute, share_sizes
 
@@ -382,3 +383,34 @@ def test_plan_reads_never_exceeds_a_limit(
         assert len(quotas) <= max_readers
         assert all(1 <= quota <= per_reader * receives for quota in quotas)
         assert sum(quotas) <= max(max_in_flight - queue.in_flight, 0)
+
+
+# --- routes_with_room: one provider at its limit does not stop the others ---------------------
+
+
+@pytest.mark.parametrize(
+    ("routes", "in_flight", "kept"),
+    [
+        ([("ses", True), ("sendgrid", True)], {"ses": 8}, ["sendgrid"]),
+        ([("ses", True), ("sendgrid", True)], {"ses": 7}, ["ses", "sendgrid"]),
+        # Every healthy one full: kept as they are (read_allowance then reads nothing).
+        ([("ses", True), ("sendgrid", True)], {"ses": 8, "sendgrid": 9}, ["ses", "sendgrid"]),
+        ([("ses", True), ("sendgrid", False)], {"ses": 8}, ["ses", "sendgrid"]),
+        # An unhealthy provider keeps its probe, full or not.
+        ([("a", True), ("b", True), ("c", False)], {"a": 8, "c": 8}, ["b", "c"]),
+        ([("ses", False), ("sendgrid", False)], {"ses": 8}, ["ses", "sendgrid"]),
+    ],
+)
+def test_routes_with_room(routes, in_flight, kept):
+    providers = [ProviderRoute(name, healthy) for name, healthy in routes]
+    capacity = {name: 8 for name, _ in routes}
+    assert [r.name for r in routes_with_room(providers, capacity, in_flight)] == kept
+
+
+def test_with_a_full_provider_left_out_the_others_read_their_headroom():
+    providers = [ProviderRoute("ses", True), ProviderRoute("sendgrid", True)]
+    capacity, in_flight = {"ses": 8, "sendgrid": 8}, {"ses": 8, "sendgrid": 2}
+    assert read_allowance(providers, capacity, in_flight) == 0  # the split would feed ses
+    assert (
+        read_allowance(routes_with_room(providers, capacity, in_flight), capacity, in_flight) == 6
+    )

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 from email.utils import parseaddr
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from dispatch import health_store
@@ -440,3 +442,141 @@ def test_a_copy_of_a_withdrawn_email_is_deleted_unsent(aws, providers, sendgrid_
     assert sendgrid_stub.snapshot()["attempts"] == 0
     assert levels(incoming_queue()) == (0, 0)
     assert Email.objects.get(id=email.id).status == Email.Status.WITHDRAWN
+
+
+def test_an_email_past_its_max_age_is_given_up_with_its_reason(
+    aws, providers, sendgrid_stub, moto_server
+):
+    # delivery.max_age_hours: 72, the default
+    sendgrid_stub.configure(fail_rate=1, fail_status=500)
+    email = wire_email()
+    record = queued(email)
+    Email.objects.filter(id=record.id).update(
+        accepted_at=timezone.now() - timedelta(hours=73), attempts=6
+    )
+    messages = enqueue(email)
+
+    outcome = send_batch("sendgrid", uuid.uuid4().hex, messages, providers=providers)
+
+    # The call was made (and counts against SendGrid); the email then goes, with its reason.
+    assert outcome.transient == 1
+    record.refresh_from_db()
+    assert record.status == Email.Status.DEAD
+    assert record.last_error.startswith("gave up after 7 attempts over 73.0 hours; last error: ")
+    assert "HTTP 500" in record.last_error
+    [dead] = dead_letters()
+    assert dead_letter_reason(dead) == record.last_error
+    assert levels(incoming_queue()) == (0, 0)
+
+
+def test_an_email_within_its_max_age_is_retried(aws, providers, sendgrid_stub):
+    sendgrid_stub.configure(fail_rate=1, fail_status=500)
+    email = wire_email()
+    record = queued(email)
+    Email.objects.filter(id=record.id).update(accepted_at=timezone.now() - timedelta(hours=71))
+
+    send_batch("sendgrid", uuid.uuid4().hex, enqueue(email), providers=providers)
+
+    record.refresh_from_db()
+    assert record.status == Email.Status.FAILED
+    assert dead_letters() == []
+
+
+def test_a_drained_fallback_gives_up_once_the_email_is_too_old(
+    aws, providers, sendgrid_stub, moto_server
+):
+    """Rejected for good by SendGrid while SES is drained: retried until the max age, then
+    dead-lettered by Gomail rather than left to SQS's redrive."""
+    from dispatch import controls
+
+    sendgrid_stub.configure(fail_rate=1, fail_status=400)
+    controls.set_drained("ses", True, by="test")
+    email = wire_email()
+    record = queued(email)
+    Email.objects.filter(id=record.id).update(accepted_at=timezone.now() - timedelta(hours=80))
+
+    send_batch("sendgrid", uuid.uuid4().hex, enqueue(email), providers=providers)
+
+    record.refresh_from_db()
+    assert record.status == Email.Status.DEAD
+    assert "last error: retrying on another provider" in record.last_error
+    assert ses_messages(moto_server.url) == []
+
+
+@contextmanager
+def attempts_refused_for(email_id: str):
+    """The database refuses to record an attempt of ``email_id``: a real error in one
+    message's thread, from a trigger."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse_attempt() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.email_id = '{email_id}' THEN RAISE EXCEPTION 'injected'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                "CREATE TRIGGER refuse_attempt BEFORE INSERT ON emails_attempt "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_attempt()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER refuse_attempt BEFORE INSERT ON emails_attempt "
+                f"WHEN NEW.email_id = '{uuid.UUID(email_id).hex}' "
+                "BEGIN SELECT RAISE(ABORT, 'injected'); END"
+            )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("DROP TRIGGER refuse_attempt ON emails_attempt")
+                cursor.execute("DROP FUNCTION refuse_attempt()")
+            else:
+                cursor.execute("DROP TRIGGER refuse_attempt")
+
+
+def test_one_message_failing_in_its_thread_does_not_fail_the_batch(aws, providers, sendgrid_stub):
+    emails = [wire_email(to_email=f"r{index}@example.org") for index in range(4)]
+    for email in emails:
+        queued(email)
+    messages = enqueue(*emails)
+    batch_id = uuid.uuid4().hex
+
+    with attempts_refused_for(emails[2].id):
+        outcome = send_batch("sendgrid", batch_id, messages, providers=providers)
+
+    # Every call counts for health, the one whose record could not be written too.
+    assert outcome.sent == 4
+    assert health_store.read_outcomes([batch_id]) == {batch_id: outcome.to_dict()}
+    statuses = dict(Email.objects.values_list("to_email", "status"))
+    # It was sent but not recorded: its claim stays, for a takeover as an unknown outcome.
+    assert statuses.pop("r2@example.org") == Email.Status.SENDING
+    assert set(statuses.values()) == {Email.Status.SENT}
+    # The three recorded are deleted; the other is back after its backoff (1 s), not after
+    # the 30 s visibility timeout.
+    again = wait_for(lambda: receive(incoming_queue(), 10), 6, "the failed message back")
+    assert [m.sqs_message_id for m in again] == [messages[2].sqs_message_id]
+
+
+def test_sending_threads_keep_their_database_connection(aws, providers, sendgrid_stub):
+    """One connection per sending thread, not one per email (DATABASES' CONN_MAX_AGE)."""
+    from django.db.backends.signals import connection_created
+
+    emails = [wire_email(to_email=f"r{index}@example.org") for index in range(12)]
+    for email in emails:
+        queued(email)
+    opened = []
+
+    def count(sender, connection, **kwargs) -> None:
+        opened.append(connection)
+
+    connection_created.connect(count)
+    try:
+        for batch in (emails[:6], emails[6:]):
+            send_batch("sendgrid", uuid.uuid4().hex, enqueue(*batch), providers=providers)
+    finally:
+        connection_created.disconnect(count)
+
+    assert Email.objects.filter(status=Email.Status.SENT).count() == 12
+    concurrency = settings.GOMAIL.providers.sendgrid.send_concurrency
+    assert 1 <= len(opened) <= concurrency

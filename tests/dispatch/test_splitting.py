@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dispatch.splitting import ProviderRoute, batches, plan_split, rotate_routes, share_sizes
+from dispatch.splitting import (
+    ProviderRoute,
+    batches,
+    is_probe_turn,
+    plan_split,
+    rotate_routes,
+    share_sizes,
+)
 
 
 def routes(spec: str) -> list[ProviderRoute]:
@@ -204,3 +211,53 @@ def test_batches_cover_items_in_order_within_the_size(items: list[int], size: in
     assert [item for batch in cut for item in batch] == items
     assert all(1 <= len(batch) <= size for batch in cut)
     assert all(len(batch) == size for batch in cut[:-1])
+
+
+# --- low traffic: probe turns ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("total", "routes", "expected"),
+    [
+        # One message, one healthy and one unhealthy provider: the probe takes it.
+        (1, [("ses", True), ("sendgrid", False)], {"ses": 0, "sendgrid": 1}),
+        (2, [("ses", True), ("sendgrid", False)], {"ses": 1, "sendgrid": 1}),
+        # Enough messages for the usual rule: a probe turn changes nothing.
+        (9, [("ses", True), ("sendgrid", False)], {"ses": 8, "sendgrid": 1}),
+        # One probe for the first unhealthy provider in the (rotated) order, not one each.
+        (1, [("a", True), ("b", False), ("c", False)], {"a": 0, "b": 1, "c": 0}),
+        (2, [("a", True), ("b", True), ("c", False)], {"a": 1, "b": 0, "c": 1}),
+        (0, [("ses", True), ("sendgrid", False)], {"ses": 0, "sendgrid": 0}),
+        # Nobody healthy, or everybody: no probes to place.
+        (1, [("ses", False), ("sendgrid", False)], {"ses": 1, "sendgrid": 0}),
+        (1, [("ses", True), ("sendgrid", True)], {"ses": 1, "sendgrid": 0}),
+    ],
+)
+def test_a_probe_turn_places_a_probe_even_at_low_traffic(total, routes, expected):
+    providers = [ProviderRoute(name, healthy) for name, healthy in routes]
+    assert share_sizes(total, providers, probe_turn=True) == expected
+
+
+@pytest.mark.parametrize("total", [1, 2])
+def test_outside_a_probe_turn_the_healthy_are_served_first(total):
+    providers = [ProviderRoute("ses", True), ProviderRoute("sendgrid", False)]
+    assert share_sizes(total, providers)["sendgrid"] == total - 1
+
+
+@pytest.mark.parametrize("n", range(1, 6))
+@pytest.mark.parametrize("total", range(0, 12))
+def test_a_probe_turn_still_places_every_message_once_and_at_most_one_per_unhealthy(n, total):
+    for healthy_count in range(n + 1):
+        providers = [ProviderRoute(f"p{i}", i < healthy_count) for i in range(n)]
+        sizes = share_sizes(total, providers, probe_turn=True)
+        assert sum(sizes.values()) == total
+        if 0 < healthy_count < n:
+            assert all(sizes[r.name] <= 1 for r in providers if not r.healthy)
+            assert total == 0 or any(sizes[r.name] == 1 for r in providers if not r.healthy)
+
+
+@pytest.mark.parametrize(
+    ("run", "every", "turn"), [(0, 3, True), (1, 3, False), (3, 3, True), (7, 1, True)]
+)
+def test_is_probe_turn(run, every, turn):
+    assert is_probe_turn(run, every) is turn

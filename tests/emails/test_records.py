@@ -294,9 +294,15 @@ def test_claim_batch_settles_what_it_can_in_one_go_and_leaves_the_rest():
 
     results = records.claim_batch([queued_email, failed_email, sent_email, busy_email, missing])
 
+    accepted = dict(Email.objects.values_list("id", "accepted_at"))
+    claimed_at = {email.id: accepted[uuid.UUID(email.id)] for email in (queued_email, failed_email)}
     assert results == {
-        queued_email.id: records.ClaimResult(Claim.CLAIMED, {}, attempts=1),
-        failed_email.id: records.ClaimResult(Claim.CLAIMED, {"ses": "no"}, attempts=2),
+        queued_email.id: records.ClaimResult(
+            Claim.CLAIMED, {}, attempts=1, accepted_at=claimed_at[queued_email.id]
+        ),
+        failed_email.id: records.ClaimResult(
+            Claim.CLAIMED, {"ses": "no"}, attempts=2, accepted_at=claimed_at[failed_email.id]
+        ),
         sent_email.id: records.ClaimResult(Claim.ALREADY_SENT),
     }
     # Another worker's claim and a record that does not exist yet are left to claim().

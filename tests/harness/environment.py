@@ -19,6 +19,8 @@ from urllib.parse import quote
 FAST_TIMINGS: dict[str, dict[str, Any]] = {
     "sqs": {"visibility_timeout_seconds": 30},
     "pipeline": {"backoff_base_seconds": 1, "backoff_max_seconds": 2},
+    # A 2 s backoff reaches 15 minutes in 451 receives, within half of max_receive_count.
+    "delivery": {"max_age_hours": 0.25},
     "celery": {"visibility_timeout_seconds": 60},
 }
 # Never passed on to a subprocess: pytest's own, and the database of this process (each

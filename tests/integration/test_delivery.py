@@ -320,3 +320,43 @@ def test_sendgrid_recovers_after_the_threshold_of_passing_probes_and_takes_half_
         f"({runs[flip].started - started:.1f}s after the first run); afterwards SendGrid took "
         f"{sendgrid_after} of {fed_after} ({sendgrid_after / fed_after:.0%}); {ledger.summary()}"
     )
+
+
+def test_at_one_email_a_run_a_recovered_sendgrid_is_probed_and_healthy_again(
+    thresholds: harness.ProcessGroup,
+    client_with_key: Any,
+    sendgrid_stub: SendGridStub,
+    integration_aws: MotoServer,
+) -> None:
+    """One message a run would always go to the healthy provider: a probe turn (one run in
+    ``health.low_traffic_probe_every_runs``) sends it to the unhealthy one instead."""
+    health_store.save_state(
+        "sendgrid",
+        HealthState(
+            healthy=False,
+            consecutive_failures=THRESHOLD,
+            changed_at=timezone.now(),
+            last_error="HTTP 500: outage (seeded by the test)",
+        ),
+    )
+    ids: list[str] = []
+    runs: list[harness.PipelineRun] = []
+    for _ in range(20):
+        ids.extend(harness.send_through_api(client_with_key, 1))
+        runs.append(harness.run_pipeline_once())
+        harness.wait_for(lambda: harness.records_final(ids[-1:]), 15, "the run's email sent")
+
+    unhealthy_runs = [run for run in runs if not run.report.health["sendgrid"]]
+    probes = sum(run.sent_to.get("sendgrid", 0) for run in unhealthy_runs)
+    every = settings.GOMAIL.health.low_traffic_probe_every_runs
+    # A probe on one run in ``every`` while unhealthy, not more, and enough to recover.
+    assert THRESHOLD <= probes <= -(-len(unhealthy_runs) // every), (probes, len(unhealthy_runs))
+    assert len(unhealthy_runs) < len(runs)  # healthy again within the 20 runs
+    # The last probes' outcomes are folded by the next runs (no email left to probe with).
+    harness.wait_for(
+        lambda: harness.run_pipeline_once().health_after["sendgrid"].healthy,
+        10,
+        "SendGrid healthy again",
+    )
+    harness.wait_for(lambda: harness.settled(ids), 30, "every email settled")
+    harness.take_ledger(ids, sendgrid_stub, integration_aws.url).assert_each_sent_once()

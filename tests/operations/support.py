@@ -89,7 +89,9 @@ class RecordingDispatcher:
 
     calls: list[tuple[str, str, list[ReceivedMessage]]] = field(default_factory=list)
 
-    def __call__(self, provider: str, batch_id: str, messages: Sequence[ReceivedMessage]) -> None:
+    def __call__(
+        self, provider: str, batch_id: str, messages: Sequence[ReceivedMessage], probe: bool = False
+    ) -> None:
         self.calls.append((provider, batch_id, list(messages)))
 
     def messages_for(self, provider: str) -> list[ReceivedMessage]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
-from gomail_site.config import ConfigError, GomailConfig, load_config
+from gomail_site.config import ConfigError, GomailConfig, load_config, receives_to_reach
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -138,3 +140,58 @@ def test_a_visibility_timeout_must_outlast_three_of_the_slowest_provider_calls(t
         load_config(write(tmp_path, timeouts + f"{key}:\n  visibility_timeout_seconds: 11\n"))
     assert f"{key}.visibility_timeout_seconds must be at least 3 times" in str(error.value)
     assert "(4 s)" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "base", "cap", "receives"),
+    [
+        (0, 10, 900, 0),
+        (10, 10, 900, 1),
+        (11, 10, 900, 2),
+        (72 * 3600, 10, 900, 294),  # the defaults: well within 1000 receives
+        (10, 1, 2, 6),  # 1 + 2 * 5
+        (60, 0, 900, None),  # no backoff: never
+        (60, 5, 0, None),
+    ],
+)
+def test_receives_to_reach(seconds, base, cap, receives):
+    assert receives_to_reach(seconds, base, cap) == receives
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # Gomail's give-up must come before the incoming queues' retention deletes anything.
+        (
+            {"sqs": {"message_retention_seconds": 72 * 3600}},
+            "sqs.message_retention_seconds must exceed delivery.max_age_hours",
+        ),
+        # The dead-letter queue keeps SQS's maximum: the incoming queues must keep less.
+        ({"sqs": {"message_retention_seconds": 1_209_600}}, "message_retention_seconds"),
+        # A 2 s backoff takes 129,601 receives to reach 72 hours: SQS's redrive comes first.
+        (
+            {"pipeline": {"backoff_base_seconds": 1, "backoff_max_seconds": 2}},
+            "takes 129601 receives to reach delivery.max_age_hours",
+        ),
+        ({"pipeline": {"backoff_base_seconds": 0}}, "takes endless receives"),
+        ({"sqs": {"max_receive_count": 100}}, "at most 50 (half of sqs.max_receive_count)"),
+    ],
+)
+def test_timings_that_let_sqs_act_first_are_refused(tmp_path, overrides, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(overrides))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path)
+
+
+def test_short_backoffs_fit_a_short_max_age(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "pipeline": {"backoff_base_seconds": 1, "backoff_max_seconds": 2},
+                "delivery": {"max_age_hours": 0.25},
+            }
+        )
+    )
+    assert load_config(path).delivery.max_age_hours == 0.25

@@ -1,0 +1,94 @@
+"""What a provider worker does with one email (DESIGN.md section 6), decided without I/O.
+
+Which providers to try and in what order, what each provider's answer means for the next
+step, what becomes of a message no provider took this time, and when Gomail gives up on an
+email. ``dispatch.sending.deliver`` is the thin loop that makes the calls this plan asks for
+and records them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from dispatch.providers.errors import ErrorKind
+
+# Provider calls one delivery makes at most: its own provider, then one more after a permanent
+# rejection. The visibility timeout is checked to hold 3 of the slowest calls
+# (``gomail_site.config``): the claim, two calls and the records fit in it.
+MAX_CALLS = 2
+
+
+def try_order(
+    own: str,
+    configured: Sequence[str],
+    rejections: Collection[str],
+    drained: Collection[str] = (),
+) -> list[str]:
+    """The providers to try for one email, in order, at most ``MAX_CALLS`` of them.
+
+    The batch's ``own`` provider first (chosen by the pipeline's split, drained or not: the
+    batch was dispatched to it), then the other ``configured`` ones in configuration order,
+    leaving out those that already rejected the email and the ``drained`` ones. A provider no
+    longer configured is not tried, not even as ``own``.
+    """
+    ordered = [own] if own in configured else []
+    ordered += [name for name in configured if name != own and name not in drained]
+    return [name for name in ordered if name not in rejections][:MAX_CALLS]
+
+
+class Step(StrEnum):
+    """What follows one provider call."""
+
+    DONE = "done"  # sent: record it, delete the message
+    NEXT = "next"  # rejected for good by this provider: try the next one
+    RETRY = "retry"  # failed for now (or unknown): back to the queue with a backoff
+
+
+def after_call(kind: ErrorKind | None) -> Step:
+    """The step after a call that sent (``kind`` None) or failed with ``kind``."""
+    if kind is None:
+        return Step.DONE
+    if kind is ErrorKind.PERMANENT:
+        return Step.NEXT
+    return Step.RETRY
+
+
+@dataclass(frozen=True)
+class Unsent:
+    """No provider took the email this time, for a reason other than a transient failure."""
+
+    dead: bool  # True: every configured provider rejected it for good
+    reason: str
+
+
+def when_tried_out(configured: Sequence[str], rejections: Mapping[str, str]) -> Unsent:
+    """The email went through ``try_order`` without being sent or failing transiently.
+
+    Rejected by every configured provider: a dead letter, each rejection in its reason.
+    Otherwise a provider is left that was not reached this time (drained, or beyond
+    ``MAX_CALLS``): the message is tried again later.
+    """
+    if configured and all(name in rejections for name in configured):
+        reasons = "; ".join(f"{name}: {why}" for name, why in rejections.items())
+        return Unsent(dead=True, reason=f"rejected by every provider: {reasons}")
+    return Unsent(dead=False, reason="retrying on another provider")
+
+
+def give_up_reason(
+    age_seconds: float, max_age_seconds: float, attempts: int, last_error: str
+) -> str | None:
+    """Why Gomail stops trying an email it could not send this time, or None to keep trying.
+
+    An email older than ``max_age_seconds`` (``delivery.max_age_hours``) goes to the
+    dead-letter queue with this reason, by Gomail, long before SQS's own redrive or retention
+    could move or delete it without one.
+    """
+    if age_seconds < max_age_seconds:
+        return None
+    hours = age_seconds / 3600
+    return (
+        f"gave up after {attempts} attempt{'s' if attempts != 1 else ''} over {hours:.1f} hours"
+        f"; last error: {last_error or 'none'}"
+    )

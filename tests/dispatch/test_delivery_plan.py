@@ -1,0 +1,88 @@
+"""The worker's delivery decisions (``dispatch.delivery``), as tables: no I/O."""
+
+from __future__ import annotations
+
+import pytest
+
+from dispatch.delivery import (
+    MAX_CALLS,
+    Step,
+    after_call,
+    give_up_reason,
+    try_order,
+    when_tried_out,
+)
+from dispatch.providers.errors import ErrorKind
+
+CONFIGURED = ["ses", "sendgrid", "smtp"]
+
+
+@pytest.mark.parametrize(
+    ("own", "rejections", "drained", "expected"),
+    [
+        ("ses", {}, (), ["ses", "sendgrid"]),
+        ("sendgrid", {}, (), ["sendgrid", "ses"]),
+        ("smtp", {}, (), ["smtp", "ses"]),
+        # Its own provider rejected it before: the others, in configuration order.
+        ("ses", {"ses": "no"}, (), ["sendgrid", "smtp"]),
+        ("ses", {"ses": "no", "sendgrid": "no"}, (), ["smtp"]),
+        ("ses", {"ses": "no", "sendgrid": "no", "smtp": "no"}, (), []),
+        # A drained provider is never a fallback, but the batch's own is still tried.
+        ("ses", {}, ("sendgrid",), ["ses", "smtp"]),
+        ("ses", {}, ("ses",), ["ses", "sendgrid"]),
+        ("ses", {"ses": "no"}, ("sendgrid", "smtp"), []),
+        # A provider no longer configured is not tried, not even as the batch's own.
+        ("gone", {}, (), ["ses", "sendgrid"]),
+    ],
+)
+def test_try_order(own, rejections, drained, expected):
+    assert try_order(own, CONFIGURED, rejections, drained) == expected
+
+
+def test_try_order_never_makes_more_calls_than_the_visibility_timeout_holds():
+    assert len(try_order("a", list("abcdefg"), {})) == MAX_CALLS
+
+
+@pytest.mark.parametrize(
+    ("kind", "step"),
+    [
+        (None, Step.DONE),
+        (ErrorKind.PERMANENT, Step.NEXT),
+        (ErrorKind.TRANSIENT, Step.RETRY),
+        (ErrorKind.PROVIDER_CONFIG, Step.RETRY),
+    ],
+)
+def test_after_call(kind, step):
+    assert after_call(kind) is step
+
+
+def test_rejected_by_every_configured_provider_is_dead_with_each_reason():
+    unsent = when_tried_out(["ses", "sendgrid"], {"ses": "bad address", "sendgrid": "HTTP 400"})
+    assert unsent.dead
+    assert unsent.reason == "rejected by every provider: ses: bad address; sendgrid: HTTP 400"
+
+
+@pytest.mark.parametrize(
+    ("configured", "rejections"),
+    [
+        (["ses", "sendgrid"], {"ses": "bad address"}),  # sendgrid drained or not reached
+        (["ses", "sendgrid"], {}),
+        ([], {}),  # nothing configured: kept, not dead-lettered
+    ],
+)
+def test_a_provider_left_to_try_means_later(configured, rejections):
+    unsent = when_tried_out(configured, rejections)
+    assert not unsent.dead
+    assert unsent.reason == "retrying on another provider"
+
+
+@pytest.mark.parametrize(
+    ("age", "attempts", "error", "expected"),
+    [
+        (3599, 5, "HTTP 500", None),
+        (3600, 5, "HTTP 500", "gave up after 5 attempts over 1.0 hours; last error: HTTP 500"),
+        (9000, 1, "", "gave up after 1 attempt over 2.5 hours; last error: none"),
+    ],
+)
+def test_give_up_reason(age, attempts, error, expected):
+    assert give_up_reason(age, 3600, attempts, error) == expected
