@@ -92,3 +92,26 @@ def give_up_reason(
         f"gave up after {attempts} attempt{'s' if attempts != 1 else ''} over {hours:.1f} hours"
         f"; last error: {last_error or 'none'}"
     )
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A message read while no provider can take it: how old its email is, how often tried."""
+
+    age_seconds: float | None  # None: not known (no record, no acceptedAt)
+    attempts: int = 0
+
+
+def hold_or_give_up(
+    waiting: Waiting, max_age_seconds: float, hold_seconds: float, last_error: str
+) -> tuple[str | None, float]:
+    """What the pipeline does with a message it read while every provider is drained or none
+    is enabled: ``(reason, 0)`` to dead-letter it (it is past the max age), else ``(None,
+    seconds)`` to hide it again for that long: ``hold_seconds``, or less when it reaches the
+    max age sooner, so that it is given up on time. Pure."""
+    if waiting.age_seconds is None:
+        return None, hold_seconds
+    reason = give_up_reason(waiting.age_seconds, max_age_seconds, waiting.attempts, last_error)
+    if reason is not None:
+        return reason, 0
+    return None, max(1.0, min(hold_seconds, max_age_seconds - waiting.age_seconds))

@@ -17,7 +17,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from dispatch import controls, health_store, lease
+from dispatch import controls, delivery, health_store, lease
 from dispatch.health import HealthState, Thresholds
 from dispatch.health_store import PendingBatch
 from dispatch.inbox import ReceivedMessage, read_levels, read_messages
@@ -105,8 +105,8 @@ def _run(dispatch: Dispatcher) -> RunReport:
     gomail = settings.GOMAIL
     providers = gomail.enabled_providers
     if not providers:
-        logger.error("no provider is enabled: nothing is read")
-        return RunReport(ran=True)
+        logger.error("no provider is enabled: only emails past their max age are read")
+        return _finished(_hold_or_give_up("no provider is enabled"), started)
     thresholds = Thresholds(
         healthy=gomail.health.healthy_threshold, unhealthy=gomail.health.unhealthy_threshold
     )
@@ -114,8 +114,10 @@ def _run(dispatch: Dispatcher) -> RunReport:
     drained = controls.drained_providers(providers)
     routable = [name for name in providers if name not in drained]
     if not routable:
-        logger.warning("every enabled provider is drained: nothing is read")
-        return RunReport(ran=True, health={n: s.healthy for n, s in states.items()})
+        logger.warning("every enabled provider is drained: only emails past their max age are read")
+        report = _hold_or_give_up("every enabled provider is drained")
+        report.health = {n: s.healthy for n, s in states.items()}
+        return _finished(report, started)
     run_number = health_store.next_run_number()
     pending = {name: health_store.load_pending(name) for name in providers}
     capacity = {name: getattr(gomail.providers, name).max_in_flight for name in routable}
@@ -167,8 +169,7 @@ def _run(dispatch: Dispatcher) -> RunReport:
             report.batches += 1
             report.dispatched[name] = report.dispatched.get(name, 0) + len(batch)
         health_store.save_pending(name, pending[name])
-    report.seconds = time.monotonic() - started
-    observe_pipeline_run(report.seconds, report.read)
+    _finished(report, started)
     if report.read:
         logger.info(
             "pipeline run: read %d, dispatched %s in %d batches (%.2fs)",
@@ -178,6 +179,60 @@ def _run(dispatch: Dispatcher) -> RunReport:
             report.seconds,
         )
     return report
+
+
+def _finished(report: RunReport, started: float) -> RunReport:
+    report.seconds = time.monotonic() - started
+    observe_pipeline_run(report.seconds, report.read)
+    return report
+
+
+# While no provider can take mail and some email is past its max age, each run reads this many
+# messages per queue at most and hides those not yet too old for pipeline.backoff_max_seconds
+# (each receive counts towards SQS's max_receive_count): a deep backlog is gone through slowly.
+HOLD_READ_PER_QUEUE = 100
+
+
+def _hold_or_give_up(why: str) -> RunReport:
+    """No provider can take mail: dead-letter what is past ``delivery.max_age_hours`` (as a
+    worker would, so nothing waits for SQS's own timers), hide the rest again. Nothing is read
+    while no record is that old: the mail stays visible, for a provider resumed soon."""
+    gomail = settings.GOMAIL
+    max_age = gomail.delivery.max_age_hours * 3600
+    oldest = records.oldest_waiting_accepted_at()
+    if oldest is None or (timezone.now() - oldest).total_seconds() < max_age:
+        return RunReport(ran=True)
+    queues = gomail.sqs.incoming_queues
+    with ThreadPoolExecutor(max_workers=min(len(queues), gomail.pipeline.max_readers)) as pool:
+        messages = read_messages([(queue, HOLD_READ_PER_QUEUE) for queue in queues], pool)
+    if not messages:
+        return RunReport(ran=True)
+    waiting = records.waiting([_email_id(message) for message in messages])
+    verdicts = []
+    for message in messages:
+        email_id = _email_id(message)
+        reason, hold = delivery.hold_or_give_up(
+            waiting.get(email_id, delivery.Waiting(None)) if email_id else delivery.Waiting(None),
+            max_age,
+            gomail.pipeline.backoff_max_seconds,
+            why,
+        )
+        if reason:
+            verdicts.append(Verdict(message, Action.DEAD_LETTER, reason=reason, email_id=email_id))
+        else:
+            verdicts.append(Verdict(message, Action.RECHECK, retry_after_seconds=hold))
+    plan = plan_settlement(verdicts, 0, 0)
+    for verdict in apply_settlement(plan, gomail.sqs.dead_letter_queue):
+        logger.warning("email %s: %s", verdict.email_id, verdict.reason)
+        records.record_dead(verdict.email_id, verdict.reason)
+    return RunReport(ran=True, read=len(messages))
+
+
+def _email_id(message: ReceivedMessage) -> str | None:
+    try:
+        return decode(message.body, message.sqs_message_id).id
+    except UndecodableMessage:
+        return None
 
 
 def _fitting(

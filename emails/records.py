@@ -276,6 +276,21 @@ def record_dead(email_id: str, reason: str) -> None:
     )
 
 
+def waiting(email_ids: Sequence[str | None]) -> dict[str, Any]:
+    """``dispatch.delivery.Waiting`` (age, attempts) of each not-final record of
+    ``email_ids``; a final or missing record is left out."""
+    from dispatch.delivery import Waiting  # the decision's own type; dispatch imports records
+
+    now = timezone.now()
+    rows = Email.objects.filter(
+        id__in=[email_id for email_id in email_ids if email_id], status__in=WAITING
+    ).values_list("id", "accepted_at", "attempts")
+    return {
+        str(email_id): Waiting((now - accepted_at).total_seconds(), attempts)
+        for email_id, accepted_at, attempts in rows
+    }
+
+
 def hand_back(email_id: str) -> None:
     """The claim is given back with no provider called (a breaker open, no send slot): the
     record is ``queued`` again as it was, this attempt not counted."""

@@ -7,8 +7,10 @@ import pytest
 from dispatch.delivery import (
     MAX_CALLS,
     Step,
+    Waiting,
     after_call,
     give_up_reason,
+    hold_or_give_up,
     try_order,
     when_tried_out,
 )
@@ -86,3 +88,23 @@ def test_a_provider_left_to_try_means_later(configured, rejections):
 )
 def test_give_up_reason(age, attempts, error, expected):
     assert give_up_reason(age, 3600, attempts, error) == expected
+
+
+@pytest.mark.parametrize(
+    ("waiting", "expected"),
+    [
+        # Past the max age: dead-lettered with the give-up reason.
+        (
+            Waiting(3600, 2),
+            ("gave up after 2 attempts over 1.0 hours; last error: drained", 0),
+        ),
+        # Young: hidden for the hold, or until its max age when that comes sooner.
+        (Waiting(0, 0), (None, 900)),
+        (Waiting(3000, 0), (None, 600)),
+        (Waiting(3599.5, 0), (None, 1.0)),
+        # Unknown age (another producer's message, no record): only held.
+        (Waiting(None), (None, 900)),
+    ],
+)
+def test_hold_or_give_up(waiting, expected):
+    assert hold_or_give_up(waiting, 3600, 900, "drained") == expected

@@ -18,8 +18,15 @@ from dispatch.health import HealthState
 from dispatch.health_store import PendingBatch
 from dispatch.models import ProviderControl
 from dispatch.pipeline import run_pipeline
-from emails.models import Attempt
-from tests.dispatch.realparts import incoming_queue, put, wire_email
+from emails.models import Attempt, Email
+from tests.dispatch.realparts import (
+    dead_letter_reason,
+    dead_letters,
+    incoming_queue,
+    levels,
+    put,
+    wire_email,
+)
 from tests.operations.support import RecordingDispatcher, queued_record, receive_all
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(90)]
@@ -177,3 +184,30 @@ def test_health_page_shows_the_state_from_the_cache(aws, staff_client):
     }
     # Rows in name order: sendgrid, then ses. The attempt two hours old is not counted.
     assert cells == {"in_flight": ["0", "7"], "last_hour": ["0 / 0", "2 / 1"]}
+
+
+def test_every_provider_drained_still_gives_up_on_emails_past_their_max_age(aws, staff_client):
+    """Nothing would read them until SQS's redrive or retention acted: the pipeline does, for
+    the emails past ``delivery.max_age_hours``, and hides the others until their own."""
+    act(staff_client, "drain", "ses", "sendgrid")
+    old, young = wire_email(), wire_email()
+    for email, hours in ((old, 73), (young, 71)):
+        queued_record(email, accepted_at=timezone.now() - timedelta(hours=hours))
+        put(email.encode())
+    old, young = old.id, young.id
+
+    dispatcher = RecordingDispatcher()
+    report = run_pipeline(dispatcher)
+
+    assert dispatcher.calls == []
+    assert report.read == 2
+    record = Email.objects.get(id=old)
+    assert record.status == Email.Status.DEAD
+    assert record.last_error.startswith("gave up after 0 attempts over 73.0 hours")
+    assert record.last_error.endswith("last error: every enabled provider is drained")
+    assert Email.objects.get(id=young).status == Email.Status.QUEUED
+    # The young one is hidden again (until its own max age, here within the hour), not lost.
+    assert receive_all(incoming_queue()) == []
+    assert levels(incoming_queue()) == (0, 1)
+    [dead] = dead_letters()
+    assert dead_letter_reason(dead) == record.last_error
