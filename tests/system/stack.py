@@ -18,7 +18,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,8 +148,11 @@ class Stack:
     def role_env(self, role: str) -> dict[str, str]:
         return {**self.env, "GOMAIL_AWS__ENDPOINT_URL": self.proxies[role].url}
 
-    def start_role(self, role: str, *, wait: bool = True) -> harness.ServiceProcess:
-        """Start (again) the process of ``role``, as the Procfile starts it."""
+    def start_role(
+        self, role: str, *, wait: bool = True, provider_queues: Sequence[str] = ("ses", "sendgrid")
+    ) -> harness.ServiceProcess:
+        """Start (again) the process of ``role``, as the Procfile starts it (the provider
+        worker on ``provider_queues``: a scenario may leave a provider's queue unconsumed)."""
         env = self.role_env(role)
         if role == "web":
             process = self.group.gunicorn("web", workers=WEB_WORKERS, env=env, wait=wait)
@@ -159,7 +162,7 @@ class Stack:
         elif role == "providers":
             process = self.group.worker(
                 "providers",
-                ["ses", "sendgrid"],
+                list(provider_queues),
                 concurrency=PROVIDER_CONCURRENCY,
                 env=env,
                 wait=wait,

@@ -24,6 +24,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from dispatch import health_store
 from emails.models import Attempt, Email
 from gomail_site.config import PIPELINE_QUEUE
 from tests import harness
@@ -355,6 +356,65 @@ def test_sqs_unreachable_during_ingest(scenario: Scenario) -> None:
     }
     assert not refused_subjects & delivered, "a refused email was delivered"
     assert taken.status_counts["sent"] == len(accepted)
+
+
+@pytest.mark.timeout(240)
+def test_one_queue_levels_throttled(scenario: Scenario) -> None:
+    stack = scenario.stack
+    # Only the GetQueueAttributes of one incoming queue fail (its receives and every other
+    # call pass): the pipeline skips that queue each run and reads the others.
+    blocked = harness.incoming_queues()[-1]
+    stack.aws_fault(
+        "sqs", THROTTLE, match=(b"AmazonSQS.GetQueueAttributes", blocked.encode() + b'"')
+    )
+    ingest = stack.send(scenario.key, EMAILS)
+    assert not ingest.refused, ingest.refused[:3]
+    records = Email.objects.filter(id__in=ingest.accepted)
+    waiting = {str(i) for i in records.filter(queue=blocked).values_list("id", flat=True)}
+    others = set(ingest.accepted) - waiting
+    assert waiting and others, "every email went to one queue"
+
+    def others_sent() -> bool:
+        return records.filter(id__in=others, status=Email.Status.SENT).count() == len(others)
+
+    harness.wait_for(others_sent, 60, "the other queues' emails to be sent during the fault")
+    # Nothing read the blocked queue meanwhile.
+    assert not records.filter(id__in=waiting).exclude(status=Email.Status.QUEUED).exists()
+    throttled = stack.aws_count("sqs", THROTTLE)
+    assert throttled >= 3, throttled
+    scenario.heal()
+    drain = scenario.wait_drained(ingest.accepted, DRAIN_TIMEOUT)
+    scenario.check(
+        ingest.accepted,
+        drain,
+        note=f"{len(others)} emails sent from the other queue during the fault, {len(waiting)} "
+        f"waited for the heal ({throttled} GetQueueAttributes throttled)",
+    )
+
+
+@pytest.mark.timeout(360)
+def test_ses_workers_stopped(scenario: Scenario) -> None:
+    """Nothing consumes SES's Celery queue (its workers stopped): its batches never get an
+    outcome. Each is a failing observation at its deadline, SES turns unhealthy and gets only
+    probes (which are lost too), SendGrid sends everything, nothing is lost."""
+    stack = scenario.stack
+    stack.processes["providers"].stop()
+    stack.start_role("providers", provider_queues=["sendgrid"])
+    try:
+        ingest = stack.send(scenario.key, EMAILS)
+        ids = ingest.accepted
+        drain = scenario.wait_drained(ids, 240)
+        ses = health_store.load_state("ses")
+        assert not ses.healthy and "no outcome by its deadline" in ses.last_error, ses
+        taken = scenario.check(
+            ids, drain, note="SES's queue unconsumed: SES unhealthy, every email via SendGrid"
+        )
+        assert taken.delivered_by("sendgrid") == len(ids)
+    finally:
+        # The stranded SES tasks would run late in the next scenario: gone with the queue.
+        stack.processes["providers"].stop()
+        harness.purge_queues([QUEUE_PREFIX + "ses"])
+        stack.start_role("providers")
 
 
 @pytest.mark.timeout(240)
