@@ -317,3 +317,12 @@ def oldest_waiting_accepted_at() -> datetime | None:
     index narrows it to the waiting records, few beside the sent ones kept for weeks.
     """
     return Email.objects.filter(status__in=WAITING).aggregate(oldest=Min("accepted_at"))["oldest"]
+
+
+def delete_final_before(cutoff: datetime) -> int:
+    """Delete the final (``sent``, ``dead``) records accepted before ``cutoff``, with their
+    attempts; an email still on its way is kept whatever its age. Returns the rows deleted."""
+    deleted, _ = Email.objects.filter(
+        accepted_at__lt=cutoff, status__in=[Email.Status.SENT, Email.Status.DEAD]
+    ).delete()
+    return deleted

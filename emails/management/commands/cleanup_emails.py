@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from emails.models import Email
+from emails import records
 
 
 class Command(BaseCommand):
@@ -22,7 +22,5 @@ class Command(BaseCommand):
     def handle(self, *args: Any, days: int | None, **options: Any) -> None:
         keep_days = days if days is not None else settings.GOMAIL.records.retention_days
         cutoff = timezone.now() - timedelta(days=keep_days)
-        deleted, _ = Email.objects.filter(
-            accepted_at__lt=cutoff, status__in=[Email.Status.SENT, Email.Status.DEAD]
-        ).delete()
+        deleted = records.delete_final_before(cutoff)
         self.stdout.write(f"deleted {deleted} row(s) older than {keep_days} days")
