@@ -381,7 +381,7 @@ def test_one_queue_levels_throttled(scenario: Scenario) -> None:
     # Nothing read the blocked queue meanwhile.
     assert not records.filter(id__in=waiting).exclude(status=Email.Status.QUEUED).exists()
     throttled = stack.aws_count("sqs", THROTTLE)
-    assert throttled >= 3, throttled
+    assert throttled, "no GetQueueAttributes was throttled"
     scenario.heal()
     drain = scenario.wait_drained(ingest.accepted, DRAIN_TIMEOUT)
     scenario.check(
