@@ -14,7 +14,7 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
@@ -214,12 +214,11 @@ def read_whole_request(conn: socket.socket) -> None:
 
 
 @contextmanager
-def server_that_never_answers(*, hang_up: bool) -> Iterator[tuple[str, threading.Event]]:
-    """A real HTTP listener that reads one whole request and never answers it.
-
-    Yields its URL and an event set once the complete request has arrived. With ``hang_up`` it
-    then closes the connection; without, it holds it open until the client gives up.
-    """
+def one_connection(
+    handle: Callable[[socket.socket, threading.Event], None],
+) -> Iterator[tuple[int, threading.Event]]:
+    """A loopback listener that hands its first connection to ``handle`` (with an event for it
+    to set once the request has arrived), in a thread. Yields its port and that event."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -228,16 +227,31 @@ def server_that_never_answers(*, hang_up: bool) -> Iterator[tuple[str, threading
         def serve() -> None:
             conn, _ = listener.accept()
             with conn:
-                read_whole_request(conn)
-                received.set()
-                if not hang_up:
-                    while conn.recv(65536):
-                        pass
+                handle(conn, received)
 
         thread = threading.Thread(target=serve, daemon=True)
         thread.start()
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", received
+        yield listener.getsockname()[1], received
         thread.join(5)
+
+
+@contextmanager
+def server_that_never_answers(*, hang_up: bool) -> Iterator[tuple[str, threading.Event]]:
+    """A real HTTP listener that reads one whole request and never answers it.
+
+    Yields its URL and an event set once the complete request has arrived. With ``hang_up`` it
+    then closes the connection; without, it holds it open until the client gives up.
+    """
+
+    def handle(conn: socket.socket, received: threading.Event) -> None:
+        read_whole_request(conn)
+        received.set()
+        if not hang_up:
+            while conn.recv(65536):
+                pass
+
+    with one_connection(handle) as (port, received):
+        yield f"http://127.0.0.1:{port}", received
 
 
 def test_no_answer_before_read_timeout_is_transient_with_unknown_outcome() -> None:
@@ -310,25 +324,18 @@ def tls_server_that_answers_garbage(directory: Path) -> Iterator[tuple[str, Path
     cert_path, key_path = self_signed_certificate(directory)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        received = threading.Event()
 
-        def serve() -> None:
-            raw, _ = listener.accept()
-            with context.wrap_socket(raw, server_side=True) as conn:
-                read_whole_request(conn)
-                received.set()
-                # Under the TLS layer: an application-data header, then bytes no key decrypts.
-                os.write(conn.fileno(), b"\x17\x03\x03\x00\x10" + b"not a TLS record")
-                with contextlib.suppress(OSError):  # the client answers with a TLS alert
-                    conn.recv(1)
+    def handle(raw: socket.socket, received: threading.Event) -> None:
+        with context.wrap_socket(raw, server_side=True) as conn:
+            read_whole_request(conn)
+            received.set()
+            # Under the TLS layer: an application-data header, then bytes no key decrypts.
+            os.write(conn.fileno(), b"\x17\x03\x03\x00\x10" + b"not a TLS record")
+            with contextlib.suppress(OSError):  # the client answers with a TLS alert
+                conn.recv(1)
 
-        thread = threading.Thread(target=serve, daemon=True)
-        thread.start()
-        yield f"https://127.0.0.1:{listener.getsockname()[1]}", cert_path, received
-        thread.join(5)
+    with one_connection(handle) as (port, received):
+        yield f"https://127.0.0.1:{port}", cert_path, received
 
 
 def test_tls_failure_while_reading_the_answer_is_transient_with_unknown_outcome(
