@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from django.db import transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
 
@@ -319,10 +320,26 @@ def oldest_waiting_accepted_at() -> datetime | None:
     return Email.objects.filter(status__in=WAITING).aggregate(oldest=Min("accepted_at"))["oldest"]
 
 
-def delete_final_before(cutoff: datetime) -> int:
+# Records one cleanup transaction deletes: SQLite's write lock is held for one chunk only, and
+# the rows Django loads (``resent_from`` is SET_NULL, so it must) are bounded.
+DELETE_CHUNK_SIZE = 1000
+
+
+def delete_final_before(cutoff: datetime, chunk_size: int = DELETE_CHUNK_SIZE) -> int:
     """Delete the final (``sent``, ``dead``) records accepted before ``cutoff``, with their
-    attempts; an email still on its way is kept whatever its age. Returns the rows deleted."""
-    deleted, _ = Email.objects.filter(
+    attempts; an email still on its way is kept whatever its age. Returns the rows deleted.
+
+    In chunks of ``chunk_size`` primary keys, each its own transaction, until none is left:
+    workers and the API write between two chunks."""
+    old = Email.objects.filter(
         accepted_at__lt=cutoff, status__in=[Email.Status.SENT, Email.Status.DEAD]
-    ).delete()
-    return deleted
+    )
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            chunk = list(old.order_by("pk").values_list("pk", flat=True)[:chunk_size])
+            if not chunk:
+                return deleted
+            # The filter again: a record that left its final status meanwhile (a redrive) stays.
+            rows, _ = old.filter(pk__in=chunk).delete()
+        deleted += rows

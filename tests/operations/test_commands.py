@@ -200,6 +200,33 @@ def test_cleanup_emails_days_overrides_the_configuration(db, gomail_config):
     assert not Email.objects.filter(id=ten_days.id).exists()
 
 
+def test_cleanup_deletes_in_chunks_each_its_own_transaction(db):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from emails import records
+
+    old = [_aged(Email.Status.SENT if n % 2 else Email.Status.DEAD, 40) for n in range(5)]
+    kept = _aged(Email.Status.QUEUED, 40)
+    copy = queued_record(wire_email(), status=Email.Status.QUEUED, resent_from=old[0])
+
+    with CaptureQueriesContext(connection) as queries:
+        deleted = records.delete_final_before(timezone.now() - timedelta(days=30), chunk_size=2)
+
+    assert deleted == 10  # five records, their five attempts: as one delete reports them
+    assert {str(id_) for id_ in Email.objects.values_list("id", flat=True)} == {
+        str(kept.id),
+        str(copy.id),
+    }
+    assert Email.objects.get(id=copy.id).resent_from is None  # SET_NULL, as before
+    email_deletes = [
+        query["sql"] for query in queries if query["sql"].startswith('DELETE FROM "emails_email"')
+    ]
+    assert len(email_deletes) == 3  # 2 + 2 + 1: no transaction holds more than a chunk
+    # Each chunk its own transaction (a savepoint inside the test's own).
+    assert sum(query["sql"].startswith("SAVEPOINT") for query in queries) >= 3
+
+
 # --- create_api_key -----------------------------------------------------------------------
 
 
