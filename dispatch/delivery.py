@@ -77,21 +77,46 @@ def when_tried_out(configured: Sequence[str], rejections: Mapping[str, str]) -> 
 
 
 def give_up_reason(
-    age_seconds: float, max_age_seconds: float, attempts: int, last_error: str
+    age_seconds: float,
+    max_age_seconds: float,
+    attempts: int,
+    last_error: str,
+    receives: int = 0,
+    receive_limit: int | None = None,
 ) -> str | None:
     """Why Gomail stops trying an email it could not send this time, or None to keep trying.
 
     An email older than ``max_age_seconds`` (``delivery.max_age_hours``) goes to the
     dead-letter queue with this reason, by Gomail, long before SQS's own redrive or retention
-    could move or delete it without one.
+    could move or delete it without one. So does one whose message was received
+    ``receive_limit`` times (``receive_limit_for``), however young: SQS's redrive would move it
+    a few receives later.
     """
-    if age_seconds < max_age_seconds:
+    too_old = age_seconds >= max_age_seconds
+    too_often = receive_limit is not None and receives >= receive_limit
+    if not (too_old or too_often):
         return None
     hours = age_seconds / 3600
+    received = f", received {receives} times" if too_often else ""
     return (
         f"gave up after {attempts} attempt{'s' if attempts != 1 else ''} over {hours:.1f} hours"
-        f"; last error: {last_error or 'none'}"
+        f"{received}; last error: {last_error or 'none'}"
     )
+
+
+def receive_limit_for(max_receive_count: int) -> int:
+    """The receives after which Gomail gives up on a message itself: a few short of SQS's
+    ``max_receive_count``, so that SQS's redrive never moves a message Gomail reads."""
+    return max(1, max_receive_count - max(1, max_receive_count // 20))
+
+
+def hand_back_delay(receives: int, attempts: int, floor: float, cap: float) -> float:
+    """How long a message handed back untried (its provider's breaker open) stays hidden:
+    ``floor`` the first time, doubling with each receive that made no call, up to ``cap``.
+    Quick at first, so that health routes it on; growing, so that a long outage of every
+    provider does not spend the message's receives (SQS counts each one)."""
+    untried = max(receives - attempts, 0)
+    return min(cap, floor * 2 ** min(untried, 30))
 
 
 @dataclass(frozen=True)

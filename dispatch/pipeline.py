@@ -119,11 +119,15 @@ def _run(dispatch: Dispatcher) -> RunReport:
         report.health = {n: s.healthy for n, s in states.items()}
         return _finished(report, started)
     run_number = health_store.next_run_number()
+    every = gomail.health.low_traffic_probe_every_runs
     pending = {name: health_store.load_pending(name) for name in providers}
     capacity = {name: getattr(gomail.providers, name).max_in_flight for name in routable}
     in_flight = {name: sum(batch.size for batch in batches) for name, batches in pending.items()}
     routes = routes_with_room(
-        rotate_routes([ProviderRoute(name, states[name].healthy) for name in routable], run_number),
+        rotate_routes(
+            [ProviderRoute(name, states[name].healthy) for name in routable],
+            run_number,
+        ),
         capacity,
         in_flight,
     )
@@ -149,7 +153,7 @@ def _run(dispatch: Dispatcher) -> RunReport:
     messages, too_large = _fitting(messages)
     report.too_large = len(too_large)
     now = timezone.now().isoformat()
-    probe_turn = is_probe_turn(run_number, gomail.health.low_traffic_probe_every_runs)
+    probe_turn = run_number // every if is_probe_turn(run_number, every) else None
     healthy = {route.name for route in routes if route.healthy}
     for name, share in plan_split(messages, routes, probe_turn).items():
         # A batch for an unhealthy provider beside healthy ones is a probe: its failure is not

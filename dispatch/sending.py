@@ -48,8 +48,9 @@ from gomail_site.metrics import DEAD_LETTERED, EMAILS_FAILED, EMAILS_SENT, UNKNO
 logger = logging.getLogger(__name__)
 
 
-# A message its provider's breaker held back is read again this soon: by then the pipeline
-# has usually folded the failures into health and routes it elsewhere.
+# A message its provider's breaker held back is read again this soon the first time (by then
+# the pipeline has usually folded the failures into health and routes it elsewhere), later
+# each time it comes back untried again (``delivery.hand_back_delay``).
 BREAKER_RETRY_SECONDS = 1.0
 
 BREAKERS = ProcessBreakers(
@@ -189,7 +190,12 @@ def deliver(
                 calls,
                 Action.RECHECK,
                 f"{name} keeps failing: not tried",
-                BREAKER_RETRY_SECONDS,
+                delivery.hand_back_delay(
+                    message.receive_count,
+                    claimed.attempts,
+                    BREAKER_RETRY_SECONDS,
+                    settings.GOMAIL.pipeline.backoff_max_seconds,
+                ),
             ), calls
         if not send_rate.take_slot(name, slot_wait):
             return unsent.handed_back(
@@ -263,8 +269,10 @@ def _call(
     calls.append(Call(name, "sent"))
     EMAILS_SENT.labels(provider=name).inc()
     logger.info("sent email %s via %s (%s)", email.id, name, result.provider_message_id)
-    records.record_attempt(email.id, name, "sent")
+    # Sent is recorded first: were the attempt's row written first and this write to fail,
+    # the claim would be taken over later and the email sent again.
     records.record_sent(email.id, name, result.provider_message_id)
+    records.record_attempt(email.id, name, "sent")
     return None
 
 
@@ -318,14 +326,17 @@ class _Unsent:
         )
 
     def _give_up(self, last_error: str) -> Verdict | None:
-        accepted_at = self.claimed.accepted_at
-        if accepted_at is None:
+        since = self.claimed.since
+        if since is None:
             return None
+        gomail = settings.GOMAIL
         reason = delivery.give_up_reason(
-            (timezone.now() - accepted_at).total_seconds(),
-            settings.GOMAIL.delivery.max_age_hours * 3600,
+            (timezone.now() - since).total_seconds(),
+            gomail.delivery.max_age_hours * 3600,
             self.claimed.attempts,
             last_error,
+            self.message.receive_count,
+            delivery.receive_limit_for(gomail.sqs.max_receive_count),
         )
         if reason is None:
             return None
@@ -349,6 +360,31 @@ def _batch_claims(messages: Sequence[ReceivedMessage]) -> list[ClaimResult | Non
         firsts.setdefault(email.id, email)
     claims = records.claim_batch(list(firsts.values())) if firsts else {}
     return [claims.get(owner) if owner else None for owner in owners]
+
+
+def _record_dead_letters(planned: Sequence[Verdict], dead_lettered: Sequence[Verdict]) -> None:
+    """Each dead-lettered email's record says so; one the dead-letter queue refused is given
+    back, to be read again. Each write on its own: one failing (the database, briefly) must
+    not keep the others, or the batch's outcome, from being written."""
+    done = {id(verdict) for verdict in dead_lettered}
+    for verdict in planned:
+        if id(verdict) in done:
+            DEAD_LETTERED.labels(cause=_dead_letter_cause(verdict)).inc()
+        if not verdict.email_id:
+            continue
+        try:
+            if id(verdict) in done:
+                records.record_dead(verdict.email_id, verdict.reason)
+            else:
+                records.release_claim(verdict.email_id)
+        except Exception:
+            logger.exception("could not record the dead letter of email %s", verdict.email_id)
+
+
+def _dead_letter_cause(verdict: Verdict) -> str:
+    if not verdict.email_id:
+        return "undecodable"
+    return "gave_up" if verdict.reason.startswith("gave up") else "rejected"
 
 
 def _failed_here(
@@ -461,14 +497,7 @@ def send_batch(
         verdicts, gomail.pipeline.backoff_base_seconds, gomail.pipeline.backoff_max_seconds
     )
     dead_lettered = apply_settlement(plan, gomail.sqs.dead_letter_queue)
-    for verdict in dead_lettered:
-        DEAD_LETTERED.labels(cause="rejected" if verdict.email_id else "undecodable").inc()
-        if verdict.email_id:
-            records.record_dead(verdict.email_id, verdict.reason)
-    refused = {id(v) for v in plan.dead_letters} - {id(v) for v in dead_lettered}
-    for verdict in plan.dead_letters:
-        if id(verdict) in refused and verdict.email_id:
-            records.release_claim(verdict.email_id)
+    _record_dead_letters(plan.dead_letters, dead_lettered)
 
     outcome = batch_outcome(provider_name, [call for _, calls in results for call in calls])
     write_outcome(batch_id, outcome)

@@ -18,8 +18,9 @@ The split rules, generalised from the original's two providers to N:
 - When no provider is healthy, the messages are split equally among all of them.
 - At low traffic the rule above would never place a probe (one message a run goes to a
   healthy provider), and an unhealthy provider would never be seen to recover. So on a
-  *probe turn* (every K-th run, `is_probe_turn`) the first unhealthy provider gets its probe
-  even when the healthy providers are not all served first.
+  *probe turn* (every K-th run, `is_probe_turn`; `probe_turn` counts them) one unhealthy
+  provider, each in turn, gets its probe even when the healthy providers are not all served
+  first.
 
 Fairness over time is the caller's job: "earliest in the order" decides who gets a remainder
 message and who gets a scarce probe, so the pipeline should rotate the provider order between
@@ -57,12 +58,12 @@ def rotate_routes(routes: Sequence[ProviderRoute], turn: int) -> list[ProviderRo
 
 
 def is_probe_turn(run_number: int, every: int) -> bool:
-    """Whether run `run_number` is a probe turn: one run in `every` (`every` >= 1)."""
+    """Whether run `run_number` is a probe turn: one run in `every` (`every` >= 2)."""
     return run_number % every == 0
 
 
 def share_sizes(
-    total: int, providers: Sequence[ProviderRoute], probe_turn: bool = False
+    total: int, providers: Sequence[ProviderRoute], probe_turn: int | None = None
 ) -> dict[str, int]:
     """How many of `total` messages each provider gets under the split rules (module docstring).
 
@@ -83,8 +84,14 @@ def share_sizes(
         return sizes
 
     # Probes only come out of what is left once every healthy provider has one message, but
-    # a probe turn has at least one whenever there is a message.
-    probes = min(len(unhealthy), max(total - len(healthy), 1 if probe_turn else 0), total)
+    # a probe turn has at least one whenever there is a message. The `probe_turn`-th probe turn
+    # starts with the next unhealthy provider, so that a scarce probe goes to each in turn.
+    if probe_turn is not None:
+        start = probe_turn % len(unhealthy) if unhealthy else 0
+        unhealthy = unhealthy[start:] + unhealthy[:start]
+    probes = min(
+        len(unhealthy), max(total - len(healthy), 1 if probe_turn is not None else 0), total
+    )
     for name in unhealthy[:probes]:
         sizes[name] = 1
     sizes.update(_equal_shares(total - probes, healthy))
@@ -92,7 +99,7 @@ def share_sizes(
 
 
 def plan_split(
-    messages: Sequence[T], providers: Sequence[ProviderRoute], probe_turn: bool = False
+    messages: Sequence[T], providers: Sequence[ProviderRoute], probe_turn: int | None = None
 ) -> dict[str, list[T]]:
     """Split `messages` between `providers` by health (rules in the module docstring).
 

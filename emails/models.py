@@ -187,6 +187,9 @@ class Email(models.Model):
     # Set on a dead email when a resend claims it (``records.claim_resend``), before its copy
     # is made; cleared if the copy could not be queued. Makes one copy of two resends at once.
     resent_at = models.DateTimeField(null=True, blank=True)
+    # When a redrive queued it again: delivery.max_age_hours counts from here then, and a
+    # dead letter older than this is not its email's end any more (the reconciliation).
+    requeued_at = models.DateTimeField(null=True, blank=True)
     accepted_at = models.DateTimeField(default=timezone.now, db_index=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

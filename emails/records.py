@@ -88,7 +88,13 @@ def requeue_dead(email_id: str, queue: str) -> Email | None:
     before = dead.first()
     if before is None:
         return None
-    requeued = dead.update(status=Email.Status.QUEUED, rejections={}, last_error="", queue=queue)
+    requeued = dead.update(
+        status=Email.Status.QUEUED,
+        rejections={},
+        last_error="",
+        queue=queue,
+        requeued_at=timezone.now(),
+    )
     return before if requeued else None
 
 
@@ -129,6 +135,35 @@ def record_moved_by_sqs(email_id: str, reason: str) -> bool:
     return bool(changed)
 
 
+def expire_unqueued(
+    cutoff: datetime, claimed_before: datetime, reason: str, limit: int = 1000
+) -> int:
+    """Mark ``dead`` with ``reason`` the waiting records (``queued``, ``failed``, or
+    ``sending`` with a claim from before ``claimed_before``: its worker died) accepted, and
+    requeued if they were, before ``cutoff``: SQS has deleted any message they had (the
+    retention). At most ``limit`` of them, in one conditional UPDATE; a record that changed
+    meanwhile is left. Returns how many changed."""
+    expired = (
+        Q(accepted_at__lt=cutoff)
+        & (Q(requeued_at__isnull=True) | Q(requeued_at__lt=cutoff))
+        & (
+            Q(status__in=CLAIMABLE)
+            | Q(status=Email.Status.SENDING, claimed_at__isnull=True)
+            | Q(status=Email.Status.SENDING, claimed_at__lt=claimed_before)
+        )
+    )
+    # The ids first, bounded (a LIMIT inside an UPDATE's IN is not portable); the UPDATE
+    # repeats the condition, so a record claimed or sent since is not touched.
+    ids = list(
+        Email.objects.filter(expired).order_by("accepted_at").values_list("pk", flat=True)[:limit]
+    )
+    if not ids:
+        return 0
+    return Email.objects.filter(expired, pk__in=ids).update(
+        status=Email.Status.DEAD, last_error=reason, claimed_at=None
+    )
+
+
 @dataclass(frozen=True)
 class ClaimResult:
     claim: Claim
@@ -137,12 +172,17 @@ class ClaimResult:
     attempts: int = 0
     # BUSY: how long until the other worker's claim is stale (and may be taken over).
     stale_in: timedelta | None = None
-    # CLAIMED: when the email was accepted (the record's, the first claim's for a message of
-    # another producer), from which ``delivery.max_age_hours`` counts.
-    accepted_at: datetime | None = None
+    # CLAIMED: when ``delivery.max_age_hours`` started to count: the email's acceptance (the
+    # first claim's for a message of another producer), or its last redrive.
+    since: datetime | None = None
 
 
 CLAIMABLE = (Email.Status.QUEUED, Email.Status.FAILED)
+
+
+def _since(accepted_at: datetime, requeued_at: datetime | None) -> datetime:
+    """Where ``delivery.max_age_hours`` counts from: a redrive starts it afresh."""
+    return max(accepted_at, requeued_at) if requeued_at else accepted_at
 
 
 def claim_batch(emails: Sequence[WireEmail]) -> dict[str, ClaimResult]:
@@ -165,12 +205,15 @@ def claim_batch(emails: Sequence[WireEmail]) -> dict[str, ClaimResult]:
     }
     results: dict[str, ClaimResult] = {}
     rows = Email.objects.filter(id__in=ids).values_list(
-        "id", "status", "rejections", "claimed_at", "attempts", "accepted_at"
+        "id", "status", "rejections", "claimed_at", "attempts", "accepted_at", "requeued_at"
     )
-    for email_id, status, rejections, claimed_at, attempts, accepted_at in rows:
+    for email_id, status, rejections, claimed_at, attempts, accepted_at, requeued_at in rows:
         if status == Email.Status.SENDING and claimed_at == now:
             results[str(email_id)] = ClaimResult(
-                Claim.CLAIMED, dict(rejections or {}), attempts, accepted_at=accepted_at
+                Claim.CLAIMED,
+                dict(rejections or {}),
+                attempts,
+                since=_since(accepted_at, requeued_at),
             )
         elif status in settled_as:
             results[str(email_id)] = ClaimResult(settled_as[status])
@@ -213,11 +256,13 @@ def claim(email: WireEmail, queue: str, stale_after: timedelta) -> ClaimResult:
                 unknown_outcomes=F("unknown_outcomes") + 1,
             )
         )
-    status, rejections, claimed_at, attempts, accepted_at = records.values_list(
-        "status", "rejections", "claimed_at", "attempts", "accepted_at"
+    status, rejections, claimed_at, attempts, accepted_at, requeued_at = records.values_list(
+        "status", "rejections", "claimed_at", "attempts", "accepted_at", "requeued_at"
     ).get()
     if claimed:
-        return ClaimResult(Claim.CLAIMED, dict(rejections or {}), attempts, accepted_at=accepted_at)
+        return ClaimResult(
+            Claim.CLAIMED, dict(rejections or {}), attempts, since=_since(accepted_at, requeued_at)
+        )
     if status == Email.Status.SENT:
         return ClaimResult(Claim.ALREADY_SENT)
     if status == Email.Status.DEAD:
@@ -285,10 +330,10 @@ def waiting(email_ids: Sequence[str | None]) -> dict[str, Any]:
     now = timezone.now()
     rows = Email.objects.filter(
         id__in=[email_id for email_id in email_ids if email_id], status__in=WAITING
-    ).values_list("id", "accepted_at", "attempts")
+    ).values_list("id", "accepted_at", "requeued_at", "attempts")
     return {
-        str(email_id): Waiting((now - accepted_at).total_seconds(), attempts)
-        for email_id, accepted_at, attempts in rows
+        str(email_id): Waiting((now - _since(accepted_at, requeued_at)).total_seconds(), attempts)
+        for email_id, accepted_at, requeued_at, attempts in rows
     }
 
 

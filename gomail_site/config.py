@@ -142,7 +142,8 @@ class HealthConfig(Section):
     breaker_cooldown_seconds: float = Field(5.0, gt=0, le=300)
     # At low traffic (fewer messages in a run than healthy providers plus one) an unhealthy
     # provider still gets a probe on one run in this many, or it would never recover.
-    low_traffic_probe_every_runs: int = Field(3, ge=1, le=1_000)
+    # (1 would probe on every run: a lone email would always go to the unhealthy provider.)
+    low_traffic_probe_every_runs: int = Field(3, ge=2, le=1_000)
 
 
 class ProviderConfig(Section):

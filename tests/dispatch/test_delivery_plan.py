@@ -10,7 +10,9 @@ from dispatch.delivery import (
     Waiting,
     after_call,
     give_up_reason,
+    hand_back_delay,
     hold_or_give_up,
+    receive_limit_for,
     try_order,
     when_tried_out,
 )
@@ -108,3 +110,31 @@ def test_give_up_reason(age, attempts, error, expected):
 )
 def test_hold_or_give_up(waiting, expected):
     assert hold_or_give_up(waiting, 3600, 900, "drained") == expected
+
+
+def test_a_message_received_nearly_as_often_as_sqs_allows_is_given_up_however_young():
+    assert give_up_reason(60, 3600, 3, "HTTP 500", receives=949, receive_limit=950) is None
+    assert give_up_reason(60, 3600, 3, "HTTP 500", receives=950, receive_limit=950) == (
+        "gave up after 3 attempts over 0.0 hours, received 950 times; last error: HTTP 500"
+    )
+
+
+@pytest.mark.parametrize(
+    ("max_receive_count", "limit"), [(1000, 950), (100, 95), (20, 19), (2, 1), (1, 1)]
+)
+def test_receive_limit_for(max_receive_count, limit):
+    assert receive_limit_for(max_receive_count) == limit
+
+
+@pytest.mark.parametrize(
+    ("receives", "attempts", "delay"),
+    [
+        (1, 1, 1.0),  # the first hand-back: quick, health routes it on
+        (2, 1, 2.0),
+        (5, 1, 16.0),
+        (12, 1, 900.0),  # capped at the backoff's maximum
+        (40, 38, 4.0),  # counted from the receives that made no call
+    ],
+)
+def test_hand_back_delay(receives, attempts, delay):
+    assert hand_back_delay(receives, attempts, 1.0, 900) == delay

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from email.utils import parseaddr
 
@@ -504,24 +505,24 @@ def test_a_drained_fallback_gives_up_once_the_email_is_too_old(
 
 
 @contextmanager
-def attempts_refused_for(email_id: str):
-    """The database refuses to record an attempt of ``email_id``: a real error in one
-    message's thread, from a trigger."""
+def database_refuses(event: str, table: str, condition: str):
+    """The database refuses ``event`` ("INSERT", "UPDATE") on ``table`` for the rows where
+    ``condition`` (SQL on ``NEW``) holds: a real error in one message's thread, from a
+    trigger."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(
-                "CREATE FUNCTION refuse_attempt() RETURNS trigger AS $$ BEGIN "
-                f"IF NEW.email_id = '{email_id}' THEN RAISE EXCEPTION 'injected'; END IF; "
+                "CREATE FUNCTION refuse_row() RETURNS trigger AS $$ BEGIN "
+                f"IF {condition} THEN RAISE EXCEPTION 'injected'; END IF; "
                 "RETURN NEW; END $$ LANGUAGE plpgsql"
             )
             cursor.execute(
-                "CREATE TRIGGER refuse_attempt BEFORE INSERT ON emails_attempt "
-                "FOR EACH ROW EXECUTE FUNCTION refuse_attempt()"
+                f"CREATE TRIGGER refuse_row BEFORE {event} ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_row()"
             )
         else:
             cursor.execute(
-                "CREATE TRIGGER refuse_attempt BEFORE INSERT ON emails_attempt "
-                f"WHEN NEW.email_id = '{uuid.UUID(email_id).hex}' "
+                f"CREATE TRIGGER refuse_row BEFORE {event} ON {table} WHEN {condition} "
                 "BEGIN SELECT RAISE(ABORT, 'injected'); END"
             )
     try:
@@ -529,10 +530,38 @@ def attempts_refused_for(email_id: str):
     finally:
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                cursor.execute("DROP TRIGGER refuse_attempt ON emails_attempt")
-                cursor.execute("DROP FUNCTION refuse_attempt()")
+                cursor.execute(f"DROP TRIGGER refuse_row ON {table}")
+                cursor.execute("DROP FUNCTION refuse_row()")
             else:
-                cursor.execute("DROP TRIGGER refuse_attempt")
+                cursor.execute("DROP TRIGGER refuse_row")
+
+
+def stored_id(email_id: str) -> str:
+    """``email_id`` as the database stores it (SQLite: 32 hex digits, no dashes)."""
+    return email_id if connection.vendor == "postgresql" else uuid.UUID(email_id).hex
+
+
+def attempts_refused_for(email_id: str):
+    return database_refuses("INSERT", "emails_attempt", f"NEW.email_id = '{stored_id(email_id)}'")
+
+
+def test_a_dead_letter_the_database_cannot_record_does_not_fail_the_batch(
+    aws, providers, sendgrid_stub
+):
+    sendgrid_stub.configure(fail_rate=1, fail_status=400)
+    rejected, fine = wire_email(from_email="someone@unverified.test"), wire_email()
+    for email in (rejected, fine):
+        queued(email)
+    batch_id = uuid.uuid4().hex
+
+    with database_refuses("UPDATE", "emails_email", "NEW.status = 'dead'"):
+        outcome = send_batch("ses", batch_id, enqueue(rejected, fine), providers=providers)
+
+    assert outcome.sent == 1 and outcome.permanent == 1
+    assert health_store.read_outcomes([batch_id]) == {batch_id: outcome.to_dict()}
+    assert Email.objects.get(id=fine.id).status == Email.Status.SENT
+    [dead] = dead_letters()
+    assert dead["MessageAttributes"]["emailId"]["StringValue"] == rejected.id
 
 
 def test_one_message_failing_in_its_thread_does_not_fail_the_batch(aws, providers, sendgrid_stub):
@@ -548,12 +577,12 @@ def test_one_message_failing_in_its_thread_does_not_fail_the_batch(aws, provider
     # Every call counts for health, the one whose record could not be written too.
     assert outcome.sent == 4
     assert health_store.read_outcomes([batch_id]) == {batch_id: outcome.to_dict()}
-    statuses = dict(Email.objects.values_list("to_email", "status"))
-    # It was sent but not recorded: its claim stays, for a takeover as an unknown outcome.
-    assert statuses.pop("r2@example.org") == Email.Status.SENDING
-    assert set(statuses.values()) == {Email.Status.SENT}
-    # The three recorded are deleted; the other is back after its backoff (1 s), not after
-    # the 30 s visibility timeout.
+    # Its record says sent (written before the attempt's row that failed): read again, its
+    # message is only deleted.
+    assert set(Email.objects.values_list("status", flat=True)) == {Email.Status.SENT}
+    assert Attempt.objects.count() == 3
+    # The other three are deleted; that one is back after its backoff (1 s), not after the
+    # 30 s visibility timeout.
     again = wait_for(lambda: receive(incoming_queue(), 10), 6, "the failed message back")
     assert [m.sqs_message_id for m in again] == [messages[2].sqs_message_id]
 
@@ -580,3 +609,37 @@ def test_sending_threads_keep_their_database_connection(aws, providers, sendgrid
     assert Email.objects.filter(status=Email.Status.SENT).count() == 12
     concurrency = settings.GOMAIL.providers.sendgrid.send_concurrency
     assert 1 <= len(opened) <= concurrency
+
+
+def test_a_redriven_email_counts_its_max_age_from_the_redrive(aws, providers, sendgrid_stub):
+    """Given up at 72 hours and redriven by an operator: a failure now is retried, not the
+    end of it (a redrive that allowed one attempt only would be no redrive)."""
+    sendgrid_stub.configure(fail_rate=1, fail_status=500)
+    email = wire_email()
+    record = queued(email)
+    Email.objects.filter(id=record.id).update(
+        accepted_at=timezone.now() - timedelta(hours=80),
+        requeued_at=timezone.now() - timedelta(minutes=1),
+    )
+
+    send_batch("sendgrid", uuid.uuid4().hex, enqueue(email), providers=providers)
+
+    record.refresh_from_db()
+    assert record.status == Email.Status.FAILED
+    assert dead_letters() == []
+
+
+def test_a_message_near_sqs_max_receive_count_is_given_up_by_gomail(aws, providers, sendgrid_stub):
+    """SQS's redrive would move it without a reason a few receives later."""
+    sendgrid_stub.configure(fail_rate=1, fail_status=500)
+    email = wire_email()
+    record = queued(email)
+    [message] = enqueue(email)
+    worn = replace(message, receive_count=settings.GOMAIL.sqs.max_receive_count - 50)
+
+    send_batch("sendgrid", uuid.uuid4().hex, [worn], providers=providers)
+
+    record.refresh_from_db()
+    assert record.status == Email.Status.DEAD
+    assert f"received {worn.receive_count} times" in record.last_error
+    assert len(dead_letters()) == 1

@@ -235,7 +235,7 @@ def test_batches_cover_items_in_order_within_the_size(items: list[int], size: in
 )
 def test_a_probe_turn_places_a_probe_even_at_low_traffic(total, routes, expected):
     providers = [ProviderRoute(name, healthy) for name, healthy in routes]
-    assert share_sizes(total, providers, probe_turn=True) == expected
+    assert share_sizes(total, providers, probe_turn=0) == expected
 
 
 @pytest.mark.parametrize("total", [1, 2])
@@ -249,7 +249,7 @@ def test_outside_a_probe_turn_the_healthy_are_served_first(total):
 def test_a_probe_turn_still_places_every_message_once_and_at_most_one_per_unhealthy(n, total):
     for healthy_count in range(n + 1):
         providers = [ProviderRoute(f"p{i}", i < healthy_count) for i in range(n)]
-        sizes = share_sizes(total, providers, probe_turn=True)
+        sizes = share_sizes(total, providers, probe_turn=total)
         assert sum(sizes.values()) == total
         if 0 < healthy_count < n:
             assert all(sizes[r.name] <= 1 for r in providers if not r.healthy)
@@ -257,7 +257,26 @@ def test_a_probe_turn_still_places_every_message_once_and_at_most_one_per_unheal
 
 
 @pytest.mark.parametrize(
-    ("run", "every", "turn"), [(0, 3, True), (1, 3, False), (3, 3, True), (7, 1, True)]
+    ("run", "every", "turn"), [(0, 3, True), (1, 3, False), (3, 3, True), (7, 7, True)]
 )
 def test_is_probe_turn(run, every, turn):
     assert is_probe_turn(run, every) is turn
+
+
+@pytest.mark.parametrize("every", [2, 3, 4])
+@pytest.mark.parametrize("unhealthy", [1, 2, 3])
+def test_at_low_traffic_every_unhealthy_provider_gets_probes_in_turn(every, unhealthy):
+    """One message a run, one healthy provider: over many runs each unhealthy provider is
+    probed, whatever ``every`` and the number of providers (sharing a factor or not)."""
+    base = [ProviderRoute("healthy", True)] + [
+        ProviderRoute(f"down{i}", False) for i in range(unhealthy)
+    ]
+    probed: dict[str, int] = {}
+    for run in range(every * unhealthy * 1 * (unhealthy + 1) * 4):
+        routes = rotate_routes(base, run)
+        turn = run // every if is_probe_turn(run, every) else None
+        for name, size in share_sizes(1, routes, turn).items():
+            if size and name != "healthy":
+                probed[name] = probed.get(name, 0) + 1
+    assert set(probed) == {f"down{i}" for i in range(unhealthy)}, probed
+    assert max(probed.values()) - min(probed.values()) <= 1, probed

@@ -298,10 +298,10 @@ def test_claim_batch_settles_what_it_can_in_one_go_and_leaves_the_rest():
     claimed_at = {email.id: accepted[uuid.UUID(email.id)] for email in (queued_email, failed_email)}
     assert results == {
         queued_email.id: records.ClaimResult(
-            Claim.CLAIMED, {}, attempts=1, accepted_at=claimed_at[queued_email.id]
+            Claim.CLAIMED, {}, attempts=1, since=claimed_at[queued_email.id]
         ),
         failed_email.id: records.ClaimResult(
-            Claim.CLAIMED, {"ses": "no"}, attempts=2, accepted_at=claimed_at[failed_email.id]
+            Claim.CLAIMED, {"ses": "no"}, attempts=2, since=claimed_at[failed_email.id]
         ),
         sent_email.id: records.ClaimResult(Claim.ALREADY_SENT),
     }

@@ -200,11 +200,12 @@ def batches_to(provider: str, run: harness.PipelineRun) -> int:
 
 def assert_probes_only(runs: list[harness.PipelineRun]) -> None:
     """Runs that split with SendGrid unhealthy gave it exactly one message (a probe) whenever
-    SES could have one first, never more."""
+    SES could have one first, never more (with one message, a probe turn gives it to SendGrid:
+    ``health.low_traffic_probe_every_runs``)."""
     for run in runs:
         assert run.report.health["sendgrid"] is False
-        expected = 1 if run.report.read >= 2 else 0
-        assert run.sent_to.get("sendgrid", 0) == expected, (run.report, expected)
+        expected = {1} if run.report.read >= 2 else {0, run.report.read}
+        assert run.sent_to.get("sendgrid", 0) in expected, (run.report, expected)
 
 
 def test_sendgrid_outage_gets_only_probes_after_the_threshold_and_loses_nothing(
