@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from dispatch.providers.errors import ErrorKind
+from gomail_site.config import CALLS_PER_DELIVERY
 
-# Provider calls one delivery makes at most: its own provider, then one more after a permanent
-# rejection. The visibility timeout is checked to hold 3 of the slowest calls
-# (``gomail_site.config``): the claim, two calls and the records fit in it.
-MAX_CALLS = 2
+# Provider calls one delivery makes at most; the visibility timeout is checked to hold a
+# batch's worth of them (``gomail_site.config``).
+MAX_CALLS = CALLS_PER_DELIVERY
 
 
 def try_order(

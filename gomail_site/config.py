@@ -35,6 +35,9 @@ SQS_MAX_MESSAGE_BYTES = 262_144
 MAX_BODY_SIZE_LIMIT = SQS_MAX_MESSAGE_BYTES - 4_096
 
 PIPELINE_QUEUE = "pipeline"
+# Provider calls one email's delivery makes at most (dispatch/delivery.py): its own provider,
+# then one more after a permanent rejection.
+CALLS_PER_DELIVERY = 2
 # SQS's longest retention, the dead-letter queue's (dispatch/queues.py).
 SQS_MAX_RETENTION_SECONDS = 1_209_600
 # SQS's own redrive must never beat Gomail's give-up: the backoff schedule reaches
@@ -69,14 +72,17 @@ class SqsConfig(Section):
     )
     dead_letter_queue: QueueName = "gomail-dead-letter"
     # Must exceed the worst case from read to delete, or a message is read and sent twice:
-    # at least 3 times the slowest provider call (checked with the provider timeouts below).
+    # at least 3 times the slowest provider call, more when a batch is sent in several rounds
+    # (checked with the provider timeouts below).
     visibility_timeout_seconds: int = Field(300, ge=10, le=43_200)
     # SQS's own bound on receives before redrive; high, so an outage alone never dead-letters.
     max_receive_count: int = Field(1000, ge=1, le=1000)
     # The incoming queues' retention: longer than delivery.max_age_hours, shorter than the
     # dead-letter queue's (always SQS's maximum, 14 days): a standard queue keeps a message's
     # first enqueue time when SQS itself moves it, so the dead-letter queue must outlive it.
-    message_retention_seconds: int = Field(345_600, ge=60, lt=SQS_MAX_RETENTION_SECONDS)
+    # 10 days: a stall of the whole service (beat, the pipeline or the database down) may
+    # last that long before SQS deletes anything; a message SQS moved still has 4 days there.
+    message_retention_seconds: int = Field(864_000, ge=60, lt=SQS_MAX_RETENTION_SECONDS)
 
     @field_validator("incoming_queues")
     @classmethod
@@ -249,15 +255,23 @@ class GomailConfig(BaseSettings):
         slowest_send = max(
             self.providers.sendgrid.timeout_seconds, self.aws.client_timeout_seconds * 3
         )
-        # A send_batch task sends and settles one batch: it lasts as long, at the most.
+        # A send_batch task sends and settles one batch: its emails in rounds of the provider's
+        # send_concurrency, each up to CALLS_PER_DELIVERY calls, plus one call's time for the
+        # claims and the settlement.
+        rounds = max(
+            math.ceil(self.pipeline.batch_size / provider.send_concurrency)
+            for _, provider in self.providers
+        )
+        calls = rounds * CALLS_PER_DELIVERY + 1
         for key, visibility in (
             ("sqs", self.sqs.visibility_timeout_seconds),
             ("celery", self.celery.visibility_timeout_seconds),
         ):
-            if visibility < 3 * slowest_send:
+            if visibility < calls * slowest_send:
                 raise ValueError(
-                    f"{key}.visibility_timeout_seconds must be at least 3 times the slowest "
-                    f"provider call ({slowest_send:g} s)"
+                    f"{key}.visibility_timeout_seconds must be at least {calls} times the "
+                    f"slowest provider call ({slowest_send:g} s): {rounds} round(s) of "
+                    f"{CALLS_PER_DELIVERY} calls for a batch of pipeline.batch_size, plus one"
                 )
         if self.pipeline.backoff_max_seconds < self.pipeline.backoff_base_seconds:
             raise ValueError("pipeline.backoff_max_seconds must be >= backoff_base_seconds")

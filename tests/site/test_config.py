@@ -142,6 +142,18 @@ def test_a_visibility_timeout_must_outlast_three_of_the_slowest_provider_calls(t
     assert "(4 s)" in str(error.value)
 
 
+def test_a_visibility_timeout_must_outlast_a_whole_batch_sent_in_rounds(tmp_path):
+    """A batch of 10 at a send_concurrency of 1 is 10 rounds of up to 2 calls each: with the
+    default timeouts (an AWS call of 5 s tried 3 times: 15 s) that is 21 x 15 s > 300 s."""
+    slow = "providers:\n  ses:\n    send_concurrency: {}\n"
+    assert load_config(write(tmp_path, slow.format(2))).providers.ses.send_concurrency == 2
+
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, slow.format(1)))
+    assert "sqs.visibility_timeout_seconds must be at least 21 times" in str(error.value)
+    assert "10 round(s) of 2 calls" in str(error.value)
+
+
 @pytest.mark.parametrize(
     ("seconds", "base", "cap", "receives"),
     [
