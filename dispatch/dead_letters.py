@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -182,6 +182,38 @@ def reconcile_moved_by_sqs(limit: int = RECONCILE_LIMIT) -> int:
     if reconciled:
         logger.warning("%d email(s) moved to the dead-letter queue by SQS marked dead", reconciled)
     return reconciled
+
+
+# The records one sweep marks: a few at most in practice (each is a rare failure's), bounded
+# all the same; the next run takes the rest.
+EXPIRE_LIMIT = 1000
+
+
+def no_message_reason(retention_seconds: int) -> str:
+    return (
+        "no message left: older than the incoming queues' retention "
+        f"({retention_seconds / 86_400:g} days)"
+    )
+
+
+def expire_messageless(limit: int = EXPIRE_LIMIT) -> int:
+    """Mark ``dead`` the waiting records older than the incoming queues' retention
+    (``sqs.message_retention_seconds``, from their acceptance or their redrive): SQS has
+    deleted their message for sure, so nothing will ever deliver them nor dead-letter them
+    (the database failed after a failed SQS call, before the withdrawal; a queue removed from
+    the configuration). A claim younger than the visibility timeout is a worker's, left
+    alone. Returns how many records changed."""
+    sqs = settings.GOMAIL.sqs
+    now = datetime.now(tz=UTC)
+    expired = records.expire_unqueued(
+        now - timedelta(seconds=sqs.message_retention_seconds),
+        now - timedelta(seconds=sqs.visibility_timeout_seconds),
+        no_message_reason(sqs.message_retention_seconds),
+        limit,
+    )
+    if expired:
+        logger.warning("%d email(s) older than the incoming queues' retention marked dead", expired)
+    return expired
 
 
 class RedriveStep(StrEnum):

@@ -64,4 +64,8 @@ def cleanup_emails() -> str:
 
 @shared_task(name="dispatch.tasks.reconcile_dead_letters", ignore_result=True)
 def reconcile_dead_letters() -> dict[str, int]:
-    return {"reconciled": dead_letters.reconcile_moved_by_sqs()}
+    # And the records with no message left (older than the incoming queues' retention).
+    return {
+        "reconciled": dead_letters.reconcile_moved_by_sqs(),
+        "expired": dead_letters.expire_messageless(),
+    }

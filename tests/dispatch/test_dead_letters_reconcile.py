@@ -117,7 +117,7 @@ def test_the_task_reconciles_and_beat_runs_it_every_few_minutes(aws):
     queued_record(email, status=Email.Status.FAILED)
     moved_by_sqs(email.encode())
 
-    assert tasks.reconcile_dead_letters() == {"reconciled": 1}
+    assert tasks.reconcile_dead_letters() == {"reconciled": 1, "expired": 0}
 
     assert Email.objects.get(id=email.id).status == Email.Status.DEAD
     [entry] = [
