@@ -13,6 +13,7 @@ to be in an incoming queue: what does not go through is left, visible, and repor
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ PREVIEW_LENGTH = 200
 # messages SQS moved are a few among Gomail's own (SQS returns them in no fixed order, so
 # successive runs see others).
 RECONCILE_LIMIT = 200
+LOST_HOLD = "SQS would not keep it hidden (another receive may hold it): not redriven"
 
 
 def moved_by_sqs_reason(receives: int) -> str:
@@ -118,20 +120,24 @@ def _parse(message: dict) -> DeadLetterMessage:
     )
 
 
+def _receive(count: int) -> list[DeadLetterMessage]:
+    """One receive of up to ``count`` (at most ten) messages, hidden for the scan's moment."""
+    answer = aws_client("sqs").receive_message(
+        QueueUrl=queue_url(_dead_letter_queue()),
+        MaxNumberOfMessages=count,
+        VisibilityTimeout=SCAN_VISIBILITY_SECONDS,
+        WaitTimeSeconds=0,
+        MessageAttributeNames=["All"],
+        MessageSystemAttributeNames=["All"],
+    )
+    return [_parse(item) for item in answer.get("Messages", [])]
+
+
 def _scan(limit: int) -> list[DeadLetterMessage]:
     """Receive up to ``limit`` distinct messages; they stay hidden until ``_restore``."""
     found: dict[str, DeadLetterMessage] = {}
-    sqs = aws_client("sqs")
     while len(found) < limit:
-        answer = sqs.receive_message(
-            QueueUrl=queue_url(_dead_letter_queue()),
-            MaxNumberOfMessages=min(SQS_BATCH_LIMIT, limit - len(found)),
-            VisibilityTimeout=SCAN_VISIBILITY_SECONDS,
-            WaitTimeSeconds=0,
-            MessageAttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-        )
-        messages = [_parse(item) for item in answer.get("Messages", [])]
+        messages = _receive(min(SQS_BATCH_LIMIT, limit - len(found)))
         fresh = [message for message in messages if message.sqs_message_id not in found]
         if not fresh:
             break
@@ -142,6 +148,15 @@ def _scan(limit: int) -> list[DeadLetterMessage]:
 def _restore(messages: Collection[DeadLetterMessage]) -> None:
     # One that fails stays hidden for the scan's visibility timeout, not longer.
     change_visibility(_dead_letter_queue(), [(m.receipt_handle, 0) for m in messages])
+
+
+def _renew_hold(messages: list[DeadLetterMessage]) -> set[str]:
+    """Hide ``messages`` for the scan's moment again, from now; returns the ids of those SQS
+    did not hide (their receipt may be stale: another receive may hold them now)."""
+    failed = change_visibility(
+        _dead_letter_queue(), [(m.receipt_handle, SCAN_VISIBILITY_SECONDS) for m in messages]
+    )
+    return {message.sqs_message_id for index, message in enumerate(messages) if index in failed}
 
 
 def _delete(messages: list[DeadLetterMessage]) -> list[DeadLetterMessage]:
@@ -167,8 +182,17 @@ def _select(
 
 
 def _reconcile(messages: Iterable[DeadLetterMessage]) -> int:
+    # A claim younger than the incoming queues' visibility timeout is a worker's, sending.
+    claimed_before = datetime.now(tz=UTC) - timedelta(
+        seconds=settings.GOMAIL.sqs.visibility_timeout_seconds
+    )
     return sum(
-        records.record_moved_by_sqs(message.email_id, message.reason)
+        records.record_moved_by_sqs(
+            message.email_id,
+            message.reason,
+            sent_at=message.dead_lettered_at,
+            claimed_before=claimed_before,
+        )
         for message in messages
         if message.moved_by_sqs and message.email_id
     )
@@ -299,15 +323,61 @@ def redrive(ids: Collection[str] | None = None, limit: int = 1000) -> RedriveRep
     from when it is still configured, else the first. A dead record is queued again first,
     its provider rejections forgotten, and dead again if SQS refused the copy; a message SQS
     moved by itself has its record marked dead first (``reconcile_moved_by_sqs``). A dead
-    letter is deleted only once its copy is in an incoming queue (or its email was sent)."""
-    incoming = settings.GOMAIL.sqs.incoming_queues
-    chosen, others = _select(ids, limit)
+    letter is deleted only once its copy is in an incoming queue (or its email was sent).
+
+    In chunks of one receive (ten dead letters at most): each chunk is done, its dead
+    letters deleted, before the next is received, so that the redrive never acts on a dead
+    letter whose hold (``SCAN_VISIBILITY_SECONDS``) ran out, one that a reconciliation or a
+    look could be receiving at the same time. What is left (not chosen, not redriven, not
+    deleted) stays hidden until the end, so that the receives move on, then visible at once.
+    """
+    wanted = None if ids is None else set(ids)
     report = RedriveReport()
+    seen: set[str] = set()
+    left: dict[str, DeadLetterMessage] = {}
+    try:
+        while len(seen) < limit and (wanted is None or not wanted <= seen):
+            received_at = time.monotonic()
+            received = _receive(min(SQS_BATCH_LIMIT, limit - len(seen)))
+            for message in received:
+                if message.sqs_message_id in left:  # its hold ran out: the new receipt
+                    left[message.sqs_message_id] = message
+            fresh = [message for message in received if message.sqs_message_id not in seen]
+            if not fresh:
+                break
+            seen.update(message.sqs_message_id for message in fresh)
+            chosen = [m for m in fresh if wanted is None or m.sqs_message_id in wanted]
+            picked = {m.sqs_message_id for m in chosen}
+            left.update((m.sqs_message_id, m) for m in fresh if m.sqs_message_id not in picked)
+            _redrive_chunk(chosen, received_at, report, left)
+    finally:
+        _restore(list(left.values()))
+    return report
+
+
+def _redrive_chunk(
+    chosen: list[DeadLetterMessage],
+    received_at: float,
+    report: RedriveReport,
+    left: dict[str, DeadLetterMessage],
+) -> None:
+    """Redrive one receive's ``chosen`` dead letters (received at ``received_at``, monotonic)
+    and delete those done; what is not done (or not deleted) goes to ``left``. Before each
+    step, a hold half run out is renewed; a dead letter whose hold SQS would not renew is
+    not acted on."""
+    incoming = settings.GOMAIL.sqs.incoming_queues
     done: list[DeadLetterMessage] = []  # copied, or leftovers: to delete
+    held_since, unheld = received_at, set()
     try:
         _reconcile(chosen)
         states = _record_states(chosen)
         for message in chosen:
+            if time.monotonic() - held_since >= SCAN_VISIBILITY_SECONDS / 2:
+                held_since = time.monotonic()
+                unheld |= _renew_hold(chosen)
+            if message.sqs_message_id in unheld:
+                report.skipped[message.sqs_message_id] = LOST_HOLD
+                continue
             step, why = plan_redrive(states.get(message.email_id))
             if step is RedriveStep.SKIP:
                 report.skipped[message.sqs_message_id] = why
@@ -334,13 +404,12 @@ def redrive(ids: Collection[str] | None = None, limit: int = 1000) -> RedriveRep
             report.moved += 1
             done.append(message)
     finally:
-        # What is not known to be copied (or a leftover) stays, visible again at once.
+        # What is not known to be copied (or a leftover) stays, visible again at the end.
         undeleted = _delete(done)
-        report.undeleted = [message.sqs_message_id for message in undeleted]
+        report.undeleted += [message.sqs_message_id for message in undeleted]
         handled = {message.sqs_message_id for message in done}
         untouched = [message for message in chosen if message.sqs_message_id not in handled]
-        _restore([*others, *undeleted, *untouched])
-    return report
+        left.update((message.sqs_message_id, message) for message in [*undeleted, *untouched])
 
 
 def delete(ids: Collection[str], limit: int = 1000) -> int:

@@ -123,13 +123,29 @@ def release_resend(email_id: str) -> None:
     Email.objects.filter(id=email_id).update(resent_at=None)
 
 
-def record_moved_by_sqs(email_id: str, reason: str) -> bool:
+def record_moved_by_sqs(
+    email_id: str, reason: str, *, sent_at: datetime | None, claimed_before: datetime
+) -> bool:
     """SQS itself moved the email's message to the dead-letter queue (``maxReceiveCount``
     receives): its record is ``dead`` with ``reason``, unless it is final already (a copy of a
-    sent email, or of a withdrawn one, is no news). True when the record changed."""
+    sent email, or of a withdrawn one, is no news), or the message is not its end:
+
+    - a redrive queued the record again after the dead letter was sent (``sent_at``, SQS's
+      ``SentTimestamp``, kept on the move; unknown: any redrive): the move came before the
+      redrive, whose copy is on its way (a dead letter the redrive has not deleted yet, or
+      could not delete);
+    - a worker claimed it after ``claimed_before`` (one visibility timeout ago): it is
+      sending another copy now.
+
+    True when the record changed."""
+    requeued_since = Q(requeued_at__isnull=False)
+    if sent_at is not None:
+        requeued_since = Q(requeued_at__gt=sent_at)
     changed = (
         Email.objects.filter(id=email_id)
         .exclude(status__in=FINAL)
+        .exclude(requeued_since)
+        .exclude(status=Email.Status.SENDING, claimed_at__gte=claimed_before)
         .update(status=Email.Status.DEAD, last_error=reason, claimed_at=None)
     )
     return bool(changed)

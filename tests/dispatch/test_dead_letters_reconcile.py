@@ -5,15 +5,21 @@ item 1). The move is SQS's own, on the test moto: a redrive policy of two receiv
 from __future__ import annotations
 
 import json
+import time
+import uuid
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from dispatch import dead_letters, tasks
+from dispatch.sending import send_batch
 from emails.models import Email
 from gomail_site.aws import aws_client, queue_url
 from gomail_site.config import PIPELINE_QUEUE
-from tests.dispatch.realparts import incoming_queue, put, wire_email
-from tests.harness.queues import queue_counts
+from tests.dispatch.realparts import incoming_queue, put, receive_exactly, wire_email
+from tests.dispatch.sqs_hooks import once, sqs_hook, unreachable
+from tests.harness.queues import queue_counts, ses_messages
 from tests.operations.support import dead_letter_queue, put_dead_letter, queued_record, receive_all
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(90)]
@@ -129,3 +135,74 @@ def test_the_task_reconciles_and_beat_runs_it_every_few_minutes(aws):
     # On the pipeline's queue, by default (the one worker that is not a provider's).
     assert "queue" not in entry.get("options", {})
     assert celeryconfig.task_default_queue == PIPELINE_QUEUE
+
+
+# --- a redrive's requeued record is not the reconciliation's -------------------------------
+
+
+@pytest.mark.django_db(transaction=True)  # the worker delivers in threads of their own
+def test_a_reconcile_that_receives_the_moved_dead_letter_mid_redrive_loses_nothing(
+    aws, providers, moto_server, monkeypatch
+):
+    # The redrive's hold on the dead letter runs out while it works (a long redrive): a
+    # reconcile receives it again, after the record was queued again and its copy sent.
+    monkeypatch.setattr(dead_letters, "SCAN_VISIBILITY_SECONDS", 1)
+    email = wire_email()
+    queued_record(email, status=Email.Status.FAILED, last_error="HTTP 500")
+    moved_by_sqs(email.encode())
+
+    reconciled: list[int] = []
+
+    def hold_expires_and_beat_reconciles(**_: object) -> None:
+        time.sleep(1.2)
+        reconciled.append(dead_letters.reconcile_moved_by_sqs())
+
+    with sqs_hook("after-call.sqs.SendMessage", once(hold_expires_and_beat_reconciles)):
+        report = dead_letters.redrive()
+
+    assert report.moved == 1
+    assert Email.objects.get(id=email.id).status == Email.Status.QUEUED
+    assert reconciled == [0]
+    send_batch("ses", uuid.uuid4().hex, receive_exactly(1), providers=providers)
+    assert Email.objects.get(id=email.id).status == Email.Status.SENT
+    assert len(ses_messages(moto_server.url)) == 1
+
+
+def test_a_moved_dead_letter_a_redrive_could_not_delete_leaves_the_requeued_record(aws):
+    email = wire_email()
+    queued_record(email, status=Email.Status.FAILED, last_error="HTTP 500")
+    message_id = moved_by_sqs(email.encode())
+    with sqs_hook("before-call.sqs.DeleteMessageBatch", unreachable):
+        report = dead_letters.redrive()
+    assert report.undeleted == [message_id]
+
+    assert dead_letters.reconcile_moved_by_sqs() == 0
+
+    assert Email.objects.get(id=email.id).status == Email.Status.QUEUED
+
+
+def test_a_redriven_copy_sqs_moved_in_its_turn_marks_the_record_dead(aws):
+    # Requeued before this dead letter was sent: the move is news.
+    email = wire_email()
+    requeued = timezone.now() - timedelta(hours=2)
+    queued_record(email, status=Email.Status.FAILED, requeued_at=requeued)
+    moved_by_sqs(email.encode())
+
+    assert dead_letters.reconcile_moved_by_sqs() == 1
+
+    assert Email.objects.get(id=email.id).status == Email.Status.DEAD
+
+
+def test_reconcile_leaves_a_record_a_worker_is_sending_now(aws, settings):
+    # Another copy of the message (one an ingest retry stored twice) is being sent.
+    stale = timedelta(seconds=settings.GOMAIL.sqs.visibility_timeout_seconds + 60)
+    fresh, old = wire_email(), wire_email()
+    queued_record(fresh, status=Email.Status.SENDING, claimed_at=timezone.now())
+    queued_record(old, status=Email.Status.SENDING, claimed_at=timezone.now() - stale)
+    moved_by_sqs(fresh.encode())
+    moved_by_sqs(old.encode())
+
+    assert dead_letters.reconcile_moved_by_sqs() == 1
+
+    assert Email.objects.get(id=fresh.id).status == Email.Status.SENDING
+    assert Email.objects.get(id=old.id).status == Email.Status.DEAD

@@ -4,6 +4,7 @@ only a dead record goes back to ``queued`` (issue #13, items 2 and 3)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -14,7 +15,7 @@ from emails import records
 from emails.models import Email
 from tests.dispatch.realparts import incoming_queue, receive_exactly, wire_email
 from tests.dispatch.sqs_hooks import once, sqs_hook, unreachable
-from tests.harness.queues import ses_messages
+from tests.harness.queues import queue_counts, ses_messages
 from tests.operations.support import dead_letter_queue, put_dead_letter, queued_record, receive_all
 
 # transaction=True: the worker of the race test delivers in threads with their own connections.
@@ -139,4 +140,56 @@ def test_a_message_without_an_email_record_is_redriven_as_it_is(aws):
 
     assert report.moved == 1
     assert incoming_bodies() == ["not json"]
+    assert dead_letter_ids() == set()
+
+
+def test_a_redrive_holds_at_most_ten_dead_letters_while_it_sends_their_copies(aws):
+    # A long redrive must not outlive its hold on the dead letters (SCAN_VISIBILITY_SECONDS):
+    # one visible again is a reconcile's or a peek's to receive while the redrive acts on it.
+    # Chunks of ten, each deleted before the next is received.
+    emails = [dead_email(f"Dead {n}")[0] for n in range(25)]
+    held_at_send: list[int] = []
+
+    def count_held(**_: object) -> None:
+        held_at_send.append(queue_counts(dead_letter_queue())["in_flight"])
+
+    with sqs_hook("before-call.sqs.SendMessage", count_held):
+        report = dead_letters.redrive()
+
+    assert report.moved == 25
+    assert len(held_at_send) == 25
+    assert max(held_at_send) <= dead_letters.SQS_BATCH_LIMIT
+    assert sorted(incoming_bodies()) == sorted(email.encode() for email in emails)
+    assert dead_letter_ids() == set()
+    assert set(Email.objects.values_list("status", flat=True)) == {Email.Status.QUEUED}
+
+
+def test_a_selected_redrive_finds_its_dead_letters_among_many(aws):
+    chosen = {dead_email(f"Dead {n}")[1] for n in range(3)}
+    others = {dead_email(f"Other {n}")[1] for n in range(22)}
+
+    report = dead_letters.redrive(chosen)
+
+    assert report.moved == 3
+    assert dead_letter_ids() == others  # the others visible again, untouched
+    assert len(incoming_bodies()) == 3
+
+
+def test_a_slow_chunk_keeps_its_dead_letters_hidden_until_they_are_deleted(aws, monkeypatch):
+    # Each copy is slow to send (a throttled SQS, a database waiting for its lock): the
+    # chunk's hold is renewed before each step, so none is visible while it is worked on.
+    monkeypatch.setattr(dead_letters, "SCAN_VISIBILITY_SECONDS", 2)
+    for n in range(3):
+        dead_email(f"Dead {n}")
+    hidden_at_send: list[int] = []
+
+    def slow(**_: object) -> None:
+        hidden_at_send.append(queue_counts(dead_letter_queue())["in_flight"])
+        time.sleep(1.1)
+
+    with sqs_hook("before-call.sqs.SendMessage", slow):
+        report = dead_letters.redrive()
+
+    assert report.moved == 3
+    assert hidden_at_send == [3, 3, 3]
     assert dead_letter_ids() == set()
