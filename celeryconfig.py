@@ -111,6 +111,7 @@ beat_schedule = {
     },
     # Records of the messages SQS moved to the dead-letter queue by itself (no reason) are
     # marked dead; a bounded look at the queue that hides nothing (dispatch/dead_letters.py).
+    # And the waiting records older than the incoming queues' retention (no message left).
     "reconcile-dead-letters": {
         "task": "dispatch.tasks.reconcile_dead_letters",
         "schedule": DEAD_LETTER_RECONCILE_SECONDS,
