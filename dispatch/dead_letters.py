@@ -367,7 +367,8 @@ def _redrive_chunk(
     not acted on."""
     incoming = settings.GOMAIL.sqs.incoming_queues
     done: list[DeadLetterMessage] = []  # copied, or leftovers: to delete
-    held_since, unheld = received_at, set()
+    held_since = received_at
+    unheld: set[str] = set()  # their hold could not be renewed: not acted on
     try:
         _reconcile(chosen)
         states = _record_states(chosen)

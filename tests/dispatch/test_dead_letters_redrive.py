@@ -178,14 +178,14 @@ def test_a_selected_redrive_finds_its_dead_letters_among_many(aws):
 def test_a_slow_chunk_keeps_its_dead_letters_hidden_until_they_are_deleted(aws, monkeypatch):
     # Each copy is slow to send (a throttled SQS, a database waiting for its lock): the
     # chunk's hold is renewed before each step, so none is visible while it is worked on.
-    monkeypatch.setattr(dead_letters, "SCAN_VISIBILITY_SECONDS", 2)
+    monkeypatch.setattr(dead_letters, "SCAN_VISIBILITY_SECONDS", 3)
     for n in range(3):
         dead_email(f"Dead {n}")
     hidden_at_send: list[int] = []
 
     def slow(**_: object) -> None:
         hidden_at_send.append(queue_counts(dead_letter_queue())["in_flight"])
-        time.sleep(1.1)
+        time.sleep(1.6)  # the hold renewed before the next step, once half of it ran out
 
     with sqs_hook("before-call.sqs.SendMessage", slow):
         report = dead_letters.redrive()
@@ -193,3 +193,26 @@ def test_a_slow_chunk_keeps_its_dead_letters_hidden_until_they_are_deleted(aws, 
     assert report.moved == 3
     assert hidden_at_send == [3, 3, 3]
     assert dead_letter_ids() == set()
+
+
+def test_a_dead_letter_whose_hold_cannot_be_renewed_is_not_acted_on(aws, monkeypatch):
+    monkeypatch.setattr(dead_letters, "SCAN_VISIBILITY_SECONDS", 3)
+    first, first_id = dead_email("First")
+    second, _ = dead_email("Second")
+
+    def slow(**_: object) -> None:
+        time.sleep(1.6)
+
+    with (
+        sqs_hook("before-call.sqs.SendMessage", slow),
+        sqs_hook("before-call.sqs.ChangeMessageVisibilityBatch", unreachable),
+    ):
+        report = dead_letters.redrive()
+
+    assert report.moved == 1
+    [(left_id, why)] = report.skipped.items()
+    assert why == dead_letters.LOST_HOLD
+    left = first if left_id == first_id else second
+    assert Email.objects.get(id=left.id).status == Email.Status.DEAD
+    counts = queue_counts(dead_letter_queue())
+    assert counts["visible"] + counts["in_flight"] == 1  # left, not deleted
