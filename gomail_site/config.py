@@ -161,6 +161,8 @@ class ProviderConfig(Section):
     max_in_flight: int = Field(500, ge=1, le=100_000)
     # Emails of one batch sent at once by a worker.
     send_concurrency: int = Field(10, ge=1, le=100)
+    # Its share of the traffic among the healthy providers, relative to theirs (equal: 1 each).
+    weight: float = Field(1.0, gt=0, le=1_000)
 
 
 class SesConfig(ProviderConfig):
