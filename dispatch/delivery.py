@@ -13,11 +13,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from dispatch.providers.errors import ErrorKind
-from gomail_site.config import CALLS_PER_DELIVERY
-
-# Provider calls one delivery makes at most; the visibility timeout is checked to hold a
-# batch's worth of them (``gomail_site.config``).
-MAX_CALLS = CALLS_PER_DELIVERY
 
 
 def try_order(
@@ -26,16 +21,18 @@ def try_order(
     rejections: Collection[str],
     drained: Collection[str] = (),
 ) -> list[str]:
-    """The providers to try for one email, in order, at most ``MAX_CALLS`` of them.
+    """The providers to try for one email, in order: after a permanent rejection, the next.
 
     The batch's ``own`` provider first (chosen by the pipeline's split, drained or not: the
-    batch was dispatched to it), then the other ``configured`` ones in configuration order,
-    leaving out those that already rejected the email and the ``drained`` ones. A provider no
-    longer configured is not tried, not even as ``own``.
+    batch was dispatched to it), then every other ``configured`` (enabled) one in configuration
+    order, leaving out those that already rejected the email and the ``drained`` ones. A
+    provider no longer configured is not tried, not even as ``own``. So one delivery makes at
+    most ``len(configured)`` calls, which the start-up timing check budgets for
+    (``gomail_site.config``: a batch's rounds times the number of enabled providers).
     """
     ordered = [own] if own in configured else []
     ordered += [name for name in configured if name != own and name not in drained]
-    return [name for name in ordered if name not in rejections][:MAX_CALLS]
+    return [name for name in ordered if name not in rejections]
 
 
 class Step(StrEnum):
@@ -67,8 +64,8 @@ def when_tried_out(configured: Sequence[str], rejections: Mapping[str, str]) -> 
     """The email went through ``try_order`` without being sent or failing transiently.
 
     Rejected by every configured provider: a dead letter, each rejection in its reason.
-    Otherwise a provider is left that was not reached this time (drained, or beyond
-    ``MAX_CALLS``): the message is tried again later.
+    Otherwise a provider is left that was not reached this time (drained): the message is
+    tried again later.
     """
     if configured and all(name in rejections for name in configured):
         reasons = "; ".join(f"{name}: {why}" for name, why in rejections.items())

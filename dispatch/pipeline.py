@@ -121,11 +121,14 @@ def _run(dispatch: Dispatcher) -> RunReport:
     run_number = health_store.next_run_number()
     every = gomail.health.low_traffic_probe_every_runs
     pending = {name: health_store.load_pending(name) for name in providers}
-    capacity = {name: getattr(gomail.providers, name).max_in_flight for name in routable}
+    capacity = {name: gomail.providers[name].max_in_flight for name in routable}
     in_flight = {name: sum(batch.size for batch in batches) for name, batches in pending.items()}
     routes = routes_with_room(
         rotate_routes(
-            [ProviderRoute(name, states[name].healthy) for name in routable],
+            [
+                ProviderRoute(name, states[name].healthy, gomail.providers[name].weight)
+                for name in routable
+            ],
             run_number,
         ),
         capacity,

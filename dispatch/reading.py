@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from dispatch.splitting import ProviderRoute, share_sizes
+from dispatch.splitting import ProviderRoute, integer_weights, share_sizes
 
 #: SQS's upper bound for `MaxNumberOfMessages` in one `ReceiveMessage` call.
 SQS_MAX_RECEIVE = 10
@@ -135,12 +135,16 @@ def read_allowance(
     it and not settled (missing: 0). Its headroom is `max(capacity - in_flight, 0)`.
 
     The answer is the most messages that `plan_split(..., providers)` can place without pushing
-    a provider past its headroom. Because the split gives the healthy providers equal shares,
-    the slowest healthy provider bounds the run: `len(healthy) * min(healthy headroom)`; plus
-    one probe per unhealthy provider, which is exempt from headroom (a probe is how a provider
-    is found well again, and one per run bounds its in-flight by the run rate), but only when
-    every healthy provider can take a message, since probes come after them. With no healthy
-    provider, the split is equal among all: `len(providers) * min(headroom)`.
+    a provider past its headroom, for every number of messages up to it (a run may read fewer
+    than its allowance) and on a probe turn or not. The healthy providers take the split's
+    weighted shares, so the answer starts from `_most_placeable(healthy)`: the largest T such that
+    the weighted split of every total up to T keeps each healthy provider within its headroom
+    (with equal weights and the smallest headroom first in the order, that is
+    `len(healthy) * min(healthy headroom)`). Plus one probe per unhealthy provider, which is
+    exempt from headroom (a probe is how a provider is found well again, and one per run bounds
+    its in-flight by the run rate), but only when the healthy providers can take one message
+    each, since probes come after that. With no healthy provider, the split is by weight among
+    all: `_most_placeable(providers)`, no probes.
 
     Raises ValueError when `providers` is empty, a name repeats, a provider has no capacity, or
     a count is negative.
@@ -155,14 +159,39 @@ def read_allowance(
         _check_not_negative(capacity=provider_capacity, in_flight=provider_in_flight)
         headroom[route.name] = _room(provider_in_flight, provider_capacity)
 
-    healthy = [route.name for route in providers if route.healthy]
+    healthy = [route for route in providers if route.healthy]
     if not healthy:
-        return len(providers) * min(headroom.values())
-    per_healthy = min(headroom[name] for name in healthy)
-    if per_healthy == 0:
-        return 0
-    probes = len(providers) - len(healthy)
-    return len(healthy) * per_healthy + probes
+        return _most_placeable(providers, headroom)
+    most = _most_placeable(healthy, headroom)
+    if most < len(healthy):
+        return most  # fewer messages than healthy providers: the split places no probe
+    return most + len(providers) - len(healthy)
+
+
+def _most_placeable(routes: Sequence[ProviderRoute], headroom: Mapping[str, int]) -> int:
+    """The largest T such that, for every total up to T, the weighted split among ``routes``
+    (all taken as healthy) gives no route more than its ``headroom``.
+
+    Every total up to T, not only T: largest-remainder apportionment can give a route one
+    message less of a larger total (the Alabama paradox), and a run may read fewer messages than
+    it may. A route's share of T is at most its quota rounded up, so every T up to
+    ``min(headroom * W / weight)`` fits (W: the weights' sum); from there ``share_sizes`` itself
+    is asked, one total at a time, until one does not fit. That is about W / weight steps for
+    the route that binds there (a share is its quota rounded down or up), and never more than
+    the sum of the headrooms (no larger total fits).
+    """
+    everyone = [ProviderRoute(route.name, True, route.weight) for route in routes]
+    weights = dict(zip((route.name for route in routes), integer_weights(routes), strict=True))
+    whole = sum(weights.values())
+    limit = sum(headroom[route.name] for route in routes)
+    surely = min(headroom[name] * whole // weight for name, weight in weights.items())
+    total = min(surely, limit)
+    while total < limit:
+        sizes = share_sizes(total + 1, everyone)
+        if any(sizes[name] > headroom[name] for name in sizes):
+            break
+        total += 1
+    return total
 
 
 def divide_allowance(wants: Sequence[int], allowance: int) -> list[int]:

@@ -4,18 +4,25 @@ Pure decisions (DESIGN §5.4, §5.5): no I/O, no clock, no randomness. The pipel
 the messages and each provider's health, calls `plan_split`, and sends each share as
 `batches(share, batch_size)` of `send_batch` tasks on that provider's queue.
 
-The split rules, generalised from the original's two providers to N:
+The split rules, generalised from the original's two providers to N, with weights:
 
-- Every healthy provider gets an equal share; a remainder goes one message each to the
-  earliest healthy providers in the order given.
+- The healthy providers share the messages in proportion to their `weight` (1 each by default,
+  which is the original's equal split). Largest-remainder apportionment: each gets the whole
+  part of its exact quota, and the messages left over go one each to the largest fractional
+  parts, ties to the earliest in the order given. So a share is always within one message of
+  its exact quota, and with equal weights the remainder goes one message each to the earliest
+  healthy providers, as before weights existed.
 - While at least one provider is healthy, each unhealthy provider gets exactly one message, a
   probe, so that its recovery can be observed; the healthy ones take the rest.
-- Probes never starve the healthy providers: every healthy provider is served one message
-  before any probe is placed. With fewer messages than that, the healthy providers take them
-  all and no probe goes out this run (a healthy provider never gets less than an unhealthy
-  one). With probes to spare for only some unhealthy providers, the earliest in the order get
-  them.
-- When no provider is healthy, the messages are split equally among all of them.
+- Probes never starve the healthy providers: a probe is placed only from what is left once the
+  run has one message per healthy provider. With fewer messages than that, the healthy
+  providers take them all and no probe goes out this run (with equal weights a healthy
+  provider then never gets less than an unhealthy one; with unequal weights a healthy provider
+  whose quota is below one message may get none, like any small quota). With probes to spare
+  for only some unhealthy providers, the earliest in the order get them.
+- When no provider is healthy, the messages are split among all of them by weight, the same
+  largest-remainder apportionment (equally with equal weights: nobody is known to be well, so
+  the risk is spread as the operator spreads the traffic, not onto a favourite).
 - At low traffic the rule above would never place a probe (one message a run goes to a
   healthy provider), and an unhealthy provider would never be seen to recover. So on a
   *probe turn* (every K-th run, `is_probe_turn`; `probe_turn` counts them) one unhealthy
@@ -29,6 +36,7 @@ runs (`rotate_routes`) rather than always pass it in configuration order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -38,10 +46,21 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ProviderRoute:
-    """A provider as the split sees it: its name (its Celery queue) and its current health."""
+    """A provider as the split sees it: its name (its Celery queue), its current health, and
+    its `weight` (`providers.<name>.weight`): its share of the traffic relative to the others'.
+
+    Raises ValueError when `weight` is not a finite number above 0.
+    """
 
     name: str
     healthy: bool
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.weight) and self.weight > 0):
+            raise ValueError(
+                f"weight of {self.name!r} must be a finite number > 0, got {self.weight}"
+            )
 
 
 def rotate_routes(routes: Sequence[ProviderRoute], turn: int) -> list[ProviderRoute]:
@@ -67,25 +86,28 @@ def share_sizes(
 ) -> dict[str, int]:
     """How many of `total` messages each provider gets under the split rules (module docstring).
 
-    Returns a dict keyed by provider name, in the order given, whose values sum to `total`.
-    Raises ValueError when `providers` is empty, a name repeats, or `total` is negative.
+    Returns a dict keyed by provider name, in the order given, whose values sum to `total`:
+    the healthy providers' shares by weight (largest remainder), one probe per unhealthy one
+    while any is healthy, everyone's by weight when none is. Raises ValueError when
+    `providers` is empty, a name repeats, or `total` is negative.
     """
     _check_providers(providers)
     if total < 0:
         raise ValueError(f"total must be >= 0, got {total}")
 
-    healthy = [route.name for route in providers if route.healthy]
+    healthy = [route for route in providers if route.healthy]
     unhealthy = [route.name for route in providers if not route.healthy]
     sizes = dict.fromkeys((route.name for route in providers), 0)
 
     if not healthy:
-        # Nobody is known to be well: spread the risk evenly rather than pick a favourite.
-        sizes.update(_equal_shares(total, [route.name for route in providers]))
+        # Nobody is known to be well: spread the risk by weight rather than pick a favourite.
+        sizes.update(_weighted_shares(total, providers))
         return sizes
 
-    # Probes only come out of what is left once every healthy provider has one message, but
-    # a probe turn has at least one whenever there is a message. The `probe_turn`-th probe turn
-    # starts with the next unhealthy provider, so that a scarce probe goes to each in turn.
+    # Probes only come out of what is left once the run has one message per healthy provider
+    # (whatever the weights), but a probe turn has at least one whenever there is a message.
+    # The `probe_turn`-th probe turn starts with the next unhealthy provider, so that a scarce
+    # probe goes to each in turn.
     if probe_turn is not None:
         start = probe_turn % len(unhealthy) if unhealthy else 0
         unhealthy = unhealthy[start:] + unhealthy[:start]
@@ -94,14 +116,14 @@ def share_sizes(
     )
     for name in unhealthy[:probes]:
         sizes[name] = 1
-    sizes.update(_equal_shares(total - probes, healthy))
+    sizes.update(_weighted_shares(total - probes, healthy))
     return sizes
 
 
 def plan_split(
     messages: Sequence[T], providers: Sequence[ProviderRoute], probe_turn: int | None = None
 ) -> dict[str, list[T]]:
-    """Split `messages` between `providers` by health (rules in the module docstring).
+    """Split `messages` between `providers` by health and weight (module docstring).
 
     Returns a dict keyed by every provider's name, in the order given; a provider with no
     messages maps to an empty list. Every message appears in exactly one share, and each share
@@ -155,10 +177,33 @@ def batches_within(
     return result
 
 
-def _equal_shares(total: int, names: Sequence[str]) -> dict[str, int]:
-    """`total` split as evenly as possible over `names`, remainder to the earliest names."""
-    base, remainder = divmod(total, len(names))
-    return {name: base + (1 if index < remainder else 0) for index, name in enumerate(names)}
+def _weighted_shares(total: int, routes: Sequence[ProviderRoute]) -> dict[str, int]:
+    """`total` apportioned over `routes` by weight, largest remainder first, ties to the
+    earliest route.
+
+    Exact, in integers: a float weight is a binary fraction, so every weight times the largest
+    denominator is a whole number with the same ratios. Each quota is `total * weight / whole`:
+    its whole part is the route's share, and the messages left over go to the largest
+    fractional parts (all over the same denominator `whole`, so compared as integers). Equal
+    weights give equal quotas, and the remainder goes to the earliest routes.
+    """
+    weights = integer_weights(routes)
+    whole = sum(weights)
+    parts = [divmod(total * weight, whole) for weight in weights]
+    shares = [share for share, _ in parts]
+    left = total - sum(shares)
+    by_remainder = sorted(range(len(routes)), key=lambda index: (-parts[index][1], index))
+    for index in by_remainder[:left]:
+        shares[index] += 1
+    return {route.name: share for route, share in zip(routes, shares, strict=True)}
+
+
+def integer_weights(routes: Sequence[ProviderRoute]) -> list[int]:
+    """The routes' weights as whole numbers in the same ratios, exactly (see `_weighted_shares`)."""
+    ratios = [float(route.weight).as_integer_ratio() for route in routes]
+    # The denominators are powers of two: the largest is a multiple of all of them.
+    scale = max(denominator for _, denominator in ratios)
+    return [numerator * (scale // denominator) for numerator, denominator in ratios]
 
 
 def _check_providers(providers: Sequence[ProviderRoute]) -> None:

@@ -35,9 +35,6 @@ SQS_MAX_MESSAGE_BYTES = 262_144
 MAX_BODY_SIZE_LIMIT = SQS_MAX_MESSAGE_BYTES - 4_096
 
 PIPELINE_QUEUE = "pipeline"
-# Provider calls one email's delivery makes at most (dispatch/delivery.py): its own provider,
-# then one more after a permanent rejection.
-CALLS_PER_DELIVERY = 2
 # SQS's longest retention, the dead-letter queue's (dispatch/queues.py).
 SQS_MAX_RETENTION_SECONDS = 1_209_600
 # SQS's own redrive must never beat Gomail's give-up: the backoff schedule reaches
@@ -258,13 +255,15 @@ class GomailConfig(BaseSettings):
             self.providers.sendgrid.timeout_seconds, self.aws.client_timeout_seconds * 3
         )
         # A send_batch task sends and settles one batch: its emails in rounds of the provider's
-        # send_concurrency, each up to CALLS_PER_DELIVERY calls, plus one call's time for the
+        # send_concurrency, each up to one call per enabled provider (its own, then every other
+        # one after a permanent rejection: dispatch/delivery.py), plus one call's time for the
         # claims and the settlement.
         rounds = max(
             math.ceil(self.pipeline.batch_size / provider.send_concurrency)
             for _, provider in self.providers
         )
-        calls = rounds * CALLS_PER_DELIVERY + 1
+        calls_per_delivery = max(1, len(self.enabled_providers))
+        calls = rounds * calls_per_delivery + 1
         for key, visibility in (
             ("sqs", self.sqs.visibility_timeout_seconds),
             ("celery", self.celery.visibility_timeout_seconds),
@@ -273,7 +272,7 @@ class GomailConfig(BaseSettings):
                 raise ValueError(
                     f"{key}.visibility_timeout_seconds must be at least {calls} times the "
                     f"slowest provider call ({slowest_send:g} s): {rounds} round(s) of "
-                    f"{CALLS_PER_DELIVERY} calls for a batch of pipeline.batch_size, plus one"
+                    f"{calls_per_delivery} calls for a batch of pipeline.batch_size, plus one"
                 )
         if self.pipeline.backoff_max_seconds < self.pipeline.backoff_base_seconds:
             raise ValueError("pipeline.backoff_max_seconds must be >= backoff_base_seconds")

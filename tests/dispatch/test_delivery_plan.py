@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from dispatch.delivery import (
-    MAX_CALLS,
     Step,
     Waiting,
     after_call,
@@ -17,6 +17,7 @@ from dispatch.delivery import (
     when_tried_out,
 )
 from dispatch.providers.errors import ErrorKind
+from gomail_site.config import GomailConfig
 
 CONFIGURED = ["ses", "sendgrid", "smtp"]
 
@@ -24,27 +25,83 @@ CONFIGURED = ["ses", "sendgrid", "smtp"]
 @pytest.mark.parametrize(
     ("own", "rejections", "drained", "expected"),
     [
-        ("ses", {}, (), ["ses", "sendgrid"]),
-        ("sendgrid", {}, (), ["sendgrid", "ses"]),
-        ("smtp", {}, (), ["smtp", "ses"]),
+        # Its own provider first, then every other one in configuration order.
+        ("ses", {}, (), ["ses", "sendgrid", "smtp"]),
+        ("sendgrid", {}, (), ["sendgrid", "ses", "smtp"]),
+        ("smtp", {}, (), ["smtp", "ses", "sendgrid"]),
         # Its own provider rejected it before: the others, in configuration order.
         ("ses", {"ses": "no"}, (), ["sendgrid", "smtp"]),
         ("ses", {"ses": "no", "sendgrid": "no"}, (), ["smtp"]),
         ("ses", {"ses": "no", "sendgrid": "no", "smtp": "no"}, (), []),
         # A drained provider is never a fallback, but the batch's own is still tried.
         ("ses", {}, ("sendgrid",), ["ses", "smtp"]),
-        ("ses", {}, ("ses",), ["ses", "sendgrid"]),
+        ("ses", {}, ("ses",), ["ses", "sendgrid", "smtp"]),
         ("ses", {"ses": "no"}, ("sendgrid", "smtp"), []),
         # A provider no longer configured is not tried, not even as the batch's own.
-        ("gone", {}, (), ["ses", "sendgrid"]),
+        ("gone", {}, (), ["ses", "sendgrid", "smtp"]),
     ],
 )
 def test_try_order(own, rejections, drained, expected):
     assert try_order(own, CONFIGURED, rejections, drained) == expected
 
 
-def test_try_order_never_makes_more_calls_than_the_visibility_timeout_holds():
-    assert len(try_order("a", list("abcdefg"), {})) == MAX_CALLS
+# (own, configured, rejections, drained, expected): 3 to 5 providers.
+TRY_ORDER_N = [
+    pytest.param("c", "abcd", "", "", "cabd", id="four: own, then the rest in order"),
+    pytest.param("c", "abcd", "c", "", "abd", id="four: own rejected before"),
+    pytest.param("a", "abcd", "ab", "", "cd", id="four: two rejected"),
+    pytest.param("a", "abcd", "abc", "", "d", id="four: the last one left"),
+    pytest.param("a", "abcd", "abcd", "", "", id="four: all rejected"),
+    pytest.param("b", "abcd", "", "ad", "bc", id="four: two drained"),
+    pytest.param("b", "abcd", "", "b", "bacd", id="four: own drained, still first"),
+    pytest.param("b", "abcd", "c", "a", "bd", id="four: one rejected, one drained"),
+    pytest.param("e", "abcde", "", "", "eabcd", id="five: the last configured as own"),
+    pytest.param("c", "abcde", "bd", "e", "ca", id="five: rejected and drained left out"),
+    pytest.param("a", "abcde", "", "bcde", "a", id="five: every other drained"),
+    pytest.param("z", "abcde", "a", "c", "bde", id="five: own no longer configured"),
+    pytest.param("b", "abc", "", "", "bac", id="three"),
+    pytest.param("b", "abc", "b", "ac", "", id="three: nothing left to try"),
+]
+
+
+@pytest.mark.parametrize(("own", "configured", "rejections", "drained", "expected"), TRY_ORDER_N)
+def test_try_order_with_three_to_five_providers(own, configured, rejections, drained, expected):
+    rejected = {name: "no" for name in rejections}
+    assert try_order(own, list(configured), rejected, set(drained)) == list(expected)
+
+
+@pytest.mark.parametrize("count", range(1, 6))
+def test_try_order_tries_every_enabled_provider_at_most_once(count):
+    """The permanent-rejection fallback goes through every other enabled provider, one call
+    each at most: ``len(configured)`` calls, which the start-up timing check budgets for (a
+    batch's rounds times the number of enabled providers)."""
+    configured = [f"p{index}" for index in range(count)]
+    for own in [*configured, "gone"]:
+        for mask in range(2 ** (2 * count)):
+            rejected = {n: "no" for i, n in enumerate(configured) if mask >> i & 1}
+            drained = {n for i, n in enumerate(configured) if mask >> (count + i) & 1}
+            order = try_order(own, configured, rejected, drained)
+            assert len(order) == len(set(order)) <= max(1, len(configured))
+            assert not set(order) & set(rejected)
+            expected_rest = [n for n in configured if n != own and n not in drained]
+            head = [own] if own in configured and own not in rejected else []
+            assert order == head + [n for n in expected_rest if n not in rejected]
+
+
+def test_the_timing_check_budgets_one_call_per_enabled_provider():
+    """``_timings_fit``: a batch's rounds times the number of enabled providers, plus one."""
+    everyone = GomailConfig()
+    enabled = len(everyone.enabled_providers)
+    assert enabled >= 2
+    rounds = -(-everyone.pipeline.batch_size // everyone.providers.ses.send_concurrency)
+    for config, count in (
+        ({}, enabled),
+        ({"providers": {"ses": {"enabled": False}}}, enabled - 1),
+    ):
+        with pytest.raises(ValidationError) as error:
+            GomailConfig(**config, sqs={"visibility_timeout_seconds": 10})
+        assert f"at least {rounds * count + 1} times" in str(error.value)
+        assert f"{rounds} round(s) of {count} calls" in str(error.value)
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -154,15 +156,21 @@ def routes(spec: str) -> list[ProviderRoute]:
     [
         pytest.param("AB", {"A": 100, "B": 100}, {}, 200, id="both healthy, idle"),
         pytest.param("AB", {"A": 100, "B": 100}, {"A": 30}, 140, id="slowest healthy bounds"),
-        pytest.param("AB", {"A": 100, "B": 40}, {}, 80, id="smaller capacity bounds"),
+        pytest.param("AB", {"A": 40, "B": 100}, {}, 80, id="smaller capacity bounds"),
+        # The remainder goes to the first in the order (the pipeline rotates it): with room
+        # there, one more fits.
+        pytest.param("AB", {"A": 100, "B": 40}, {}, 81, id="smaller capacity second: one more"),
         pytest.param("AB", {"A": 100, "B": 100}, {"A": 100}, 0, id="one saturated: nothing"),
         pytest.param("AB", {"A": 100, "B": 100}, {"A": 150}, 0, id="over capacity: not negative"),
         pytest.param("Ab", {"A": 100, "B": 100}, {}, 101, id="one unhealthy: its probe"),
         pytest.param("Ab", {"A": 100, "B": 100}, {"B": 100}, 101, id="probe exempt from headroom"),
         pytest.param("Ab", {"A": 100, "B": 100}, {"A": 100}, 0, id="healthy saturated: no probe"),
-        pytest.param("ab", {"A": 100, "B": 60}, {}, 120, id="none healthy: even split bound"),
-        pytest.param("ab", {"A": 100, "B": 100}, {"B": 100}, 0, id="none healthy, one full"),
-        pytest.param("ABc", {"A": 50, "B": 70, "C": 9}, {"B": 30}, 81, id="three providers"),
+        pytest.param("ab", {"A": 60, "B": 100}, {}, 120, id="none healthy: even split bound"),
+        pytest.param("ab", {"A": 100, "B": 60}, {}, 121, id="none healthy: remainder to A"),
+        pytest.param("ab", {"A": 100, "B": 100}, {"A": 100}, 0, id="none healthy, first full"),
+        pytest.param("ab", {"A": 100, "B": 100}, {"B": 100}, 1, id="none healthy, 2nd full: 1"),
+        pytest.param("ABc", {"A": 50, "B": 70, "C": 9}, {"A": 10}, 81, id="three providers"),
+        pytest.param("ABc", {"A": 50, "B": 70, "C": 9}, {"B": 30}, 82, id="three, remainder fits"),
         pytest.param("A", {"A": 7}, {"A": 2}, 5, id="one provider"),
         pytest.param("AB", {"A": 0, "B": 100}, {}, 0, id="zero capacity"),
     ],
@@ -220,6 +228,111 @@ def test_split_of_the_allowance_fits_every_healthy_headroom(
             assert sizes[route.name] <= headroom[route.name]
         else:
             assert sizes[route.name] <= 1  # a probe, exempt from headroom
+
+
+def weighted(spec: str, *weights: float) -> list[ProviderRoute]:
+    """Like `routes`, with a weight for each provider in turn."""
+    return [
+        ProviderRoute(route.name, route.healthy, weight)
+        for route, weight in zip(routes(spec), weights, strict=True)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "weights", "capacity", "expected"),
+    [
+        pytest.param("AB", (2, 1), {"A": 100, "B": 100}, 150, id="2:1: A's 100 bounds, 100 + 50"),
+        pytest.param("AB", (1, 2), {"A": 100, "B": 100}, 150, id="1:2: B's 100 bounds"),
+        pytest.param("AB", (2, 1), {"A": 100, "B": 10}, 31, id="2:1: B's 10 bounds, 21 + 10"),
+        pytest.param("ABC", (3, 2, 1), {"A": 30, "B": 30, "C": 30}, 60, id="3:2:1: A's 30"),
+        pytest.param("AB", (1000, 1), {"A": 100, "B": 0}, 100, id="a tiny weight: full, unused"),
+        pytest.param("ABc", (2, 1, 1), {"A": 100, "B": 100, "C": 0}, 151, id="2:1 + a probe"),
+        pytest.param("ABc", (3, 1, 1), {"A": 2, "B": 100, "C": 5}, 4, id="3:1 over 3 + a probe"),
+        # Only one message fits (two would be 2:0, A over its 1): fewer than the healthy
+        # providers, so the split places no probe and none is read for it.
+        pytest.param("ABc", (3, 1, 1), {"A": 1, "B": 100, "C": 5}, 1, id="no room for a probe"),
+        pytest.param("ab", (2, 1), {"A": 100, "B": 100}, 150, id="none healthy: by weight too"),
+        pytest.param("A", (3,), {"A": 5}, 5, id="one provider: its headroom"),
+    ],
+)
+def test_read_allowance_with_weights(spec, weights, capacity, expected):
+    assert read_allowance(weighted(spec, *weights), capacity, {}) == expected
+
+
+def fits(providers: list[ProviderRoute], total: int, headroom: dict[str, int], turn) -> bool:
+    """Whether the split of `total` keeps every provider within its headroom (an unhealthy one
+    beside a healthy one within its one probe)."""
+    sizes = share_sizes(total, providers, turn)
+    anyone_healthy = any(route.healthy for route in providers)
+    return all(
+        sizes[route.name] <= (headroom[route.name] if route.healthy or not anyone_healthy else 1)
+        for route in providers
+    )
+
+
+def check_allowance(providers: list[ProviderRoute], headroom: dict[str, int]) -> None:
+    """read_allowance's properties for one case (capacity = headroom, nothing in flight)."""
+    allowance = read_allowance(providers, headroom, {})
+    # No share past its headroom, for every number of messages the run may end up reading and
+    # on a probe turn or not (which unhealthy one gets a probe does not matter here).
+    for total in range(allowance + 1):
+        for turn in (None, 0):
+            assert fits(providers, total, headroom, turn), (total, turn)
+    # Maximal: one more message would push a provider past its headroom.
+    assert not fits(providers, allowance + 1, headroom, None)
+    # Equal weights: never less than before weights (the smallest headroom times the healthy
+    # providers, plus the probes when they can each take one).
+    if len({route.weight for route in providers}) == 1:
+        healthy = [route.name for route in providers if route.healthy]
+        smallest = min(headroom[name] for name in healthy or headroom)
+        before = len(healthy or providers) * smallest
+        if healthy and smallest:
+            before += len(providers) - len(healthy)
+        assert allowance >= before
+
+
+weighted_health = st.lists(
+    st.tuples(st.booleans(), st.sampled_from([1, 2, 3])), min_size=1, max_size=5
+)
+
+
+@given(specs=weighted_health, data=st.data())
+def test_the_allowance_fits_every_headroom_and_is_maximal(specs, data):
+    """N = 1..5, any health, weights in {1, 2, 3}."""
+    providers = [
+        ProviderRoute(f"p{index}", healthy, weight) for index, (healthy, weight) in enumerate(specs)
+    ]
+    headroom = {
+        route.name: data.draw(st.integers(min_value=0, max_value=40)) for route in providers
+    }
+    check_allowance(providers, headroom)
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_the_allowance_fits_every_headroom_and_is_maximal_exhaustively(count):
+    """N = 1, 2: every health combination, weight in {1, 2, 3} and headroom in 0..6."""
+    for health in itertools.product((True, False), repeat=count):
+        for weights in itertools.product((1, 2, 3), repeat=count):
+            providers = [
+                ProviderRoute(f"p{index}", healthy, weight)
+                for index, (healthy, weight) in enumerate(zip(health, weights, strict=True))
+            ]
+            for rooms in itertools.product(range(7), repeat=count):
+                check_allowance(
+                    providers, {r.name: room for r, room in zip(providers, rooms, strict=True)}
+                )
+
+
+def test_the_allowance_stops_before_the_first_total_that_does_not_fit():
+    """Largest remainder can give a provider less of a larger total (the Alabama paradox): at
+    1:3:3, A gets one of 3 messages but none of 4. With no room at A, 4 fits and 3 does not;
+    the run may read fewer than its allowance, so the allowance is 2, not 4 or more."""
+    providers = weighted("ABC", 1, 3, 3)
+    assert share_sizes(3, providers) == {"A": 1, "B": 1, "C": 1}  # .43/1.29/1.29
+    assert share_sizes(4, providers) == {"A": 0, "B": 2, "C": 2}  # .57/1.71/1.71
+    headroom = {"A": 0, "B": 100, "C": 100}
+    assert fits(providers, 4, headroom, None)
+    assert read_allowance(providers, headroom, {}) == 2
 
 
 # --- sharing the allowance between queues ------------------------------------------------

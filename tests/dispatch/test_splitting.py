@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -280,3 +282,196 @@ def test_at_low_traffic_every_unhealthy_provider_gets_probes_in_turn(every, unhe
                 probed[name] = probed.get(name, 0) + 1
     assert set(probed) == {f"down{i}" for i in range(unhealthy)}, probed
     assert max(probed.values()) - min(probed.values()) <= 1, probed
+
+
+# --- weights ------------------------------------------------------------------------------
+
+
+def weighted(spec: str, *weights: float) -> list[ProviderRoute]:
+    """Like `routes`, with a weight for each provider in turn."""
+    return [
+        ProviderRoute(route.name, route.healthy, weight)
+        for route, weight in zip(routes(spec), weights, strict=True)
+    ]
+
+
+# (providers, weights, message count, probe turn, expected share sizes in provider order)
+WEIGHTED_TABLE = [
+    pytest.param("AB", (2, 1), 3, None, [2, 1], id="2:1 over 3: exact"),
+    pytest.param("AB", (2, 1), 10, None, [7, 3], id="2:1 over 10: 6.67/3.33, A's .67 wins"),
+    pytest.param("AB", (2, 1), 11, None, [7, 4], id="2:1 over 11: 7.33/3.67, B's .67 wins"),
+    pytest.param("AB", (1, 2), 10, None, [3, 7], id="1:2 over 10"),
+    pytest.param("AB", (2, 1), 1, None, [1, 0], id="2:1, one message: the heavier"),
+    pytest.param("AB", (1, 2), 1, None, [0, 1], id="1:2, one message: the heavier, listed 2nd"),
+    pytest.param("AB", (3, 1), 2, None, [2, 0], id="3:1 over 2: a tie of .5, to the first"),
+    pytest.param("BA", (1, 3), 2, None, [1, 1], id="1:3 over 2: a tie of .5, to the first"),
+    pytest.param("ABC", (1, 1, 2), 2, None, [1, 0, 1], id="1:1:2 over 2: tie to the earliest"),
+    pytest.param("ABC", (2, 1, 1), 10, None, [5, 3, 2], id="2:1:1 over 10: 5/2.5/2.5"),
+    pytest.param("ABC", (3, 2, 1), 11, None, [5, 4, 2], id="3:2:1 over 11: 5.5/3.67/1.83"),
+    pytest.param("AB", (0.5, 1.5), 10, None, [3, 7], id="fractional weights: 1:3"),
+    pytest.param("AB", (0.1, 0.2), 10, None, [3, 7], id="0.1:0.2 is exactly 1:2"),
+    pytest.param("AB", (1000, 1), 10, None, [10, 0], id="a tiny weight gets nothing of 10"),
+    pytest.param("AB", (2, 2), 11, None, [6, 5], id="equal weights other than 1: even split"),
+    # With probes: the healthy share what the probes leave, by weight.
+    pytest.param("ABc", (2, 1, 5), 10, None, [6, 3, 1], id="2:1 + probe over 10"),
+    pytest.param("ABc", (2, 1, 5), 11, None, [7, 3, 1], id="2:1 + probe over 11"),
+    pytest.param("ABc", (2, 1, 1), 3, None, [1, 1, 1], id="2:1 + probe over 3: 1.33/0.67"),
+    pytest.param("ABc", (3, 1, 1), 3, None, [2, 0, 1], id="3:1 + probe over 3: B's quota .5"),
+    pytest.param("ABc", (2, 1, 1), 2, None, [1, 1, 0], id="2:1, two messages: no probe"),
+    pytest.param("AbCd", (3, 1, 1, 1), 10, None, [6, 1, 2, 1], id="3:1 + two probes over 10"),
+    pytest.param("aB", (5, 1), 10, None, [1, 9], id="a heavy unhealthy one still gets one"),
+    # Probe turns: the probe comes first even at low traffic; the weights split the rest.
+    pytest.param("ABc", (2, 1, 1), 1, 0, [0, 0, 1], id="probe turn, one message: the probe"),
+    pytest.param("ABc", (2, 1, 1), 2, 0, [1, 0, 1], id="probe turn, two: probe, then the heavier"),
+    pytest.param("ABc", (1, 2, 1), 2, 0, [0, 1, 1], id="probe turn, two: the heavier is second"),
+    pytest.param("ABcd", (2, 1, 1, 1), 2, 1, [1, 0, 0, 1], id="probe turn 1: the second probe"),
+    pytest.param("ABc", (2, 1, 1), 10, 0, [6, 3, 1], id="probe turn, enough: as usual"),
+    # No healthy provider: everyone shares by weight too.
+    pytest.param("ab", (2, 1), 10, None, [7, 3], id="none healthy, 2:1 over 10"),
+    pytest.param("ab", (2, 1), 11, None, [7, 4], id="none healthy, 2:1 over 11"),
+    pytest.param("abc", (1, 2, 3), 6, 0, [1, 2, 3], id="none healthy on a probe turn: by weight"),
+]
+
+
+@pytest.mark.parametrize(("spec", "weights", "count", "turn", "expected"), WEIGHTED_TABLE)
+def test_weighted_split_table(spec, weights, count, turn, expected):
+    providers = weighted(spec, *weights)
+
+    plan = plan_split(list(range(count)), providers, turn)
+
+    assert [len(plan[route.name]) for route in providers] == expected
+    assert share_sizes(count, providers, turn) == dict(zip(spec.upper(), expected, strict=True))
+
+
+@pytest.mark.parametrize("weight", [0, -1, float("inf"), float("nan")])
+def test_a_weight_is_a_finite_number_above_zero(weight):
+    with pytest.raises(ValueError, match="weight of 'ses'"):
+        ProviderRoute("ses", True, weight)
+
+
+def test_rotation_moves_a_weighted_tie_between_runs():
+    """2:1:1 over two messages a run: the heavier one gets one each run (its quota is 1), and
+    the other (a tie of .5) goes to whichever lighter one comes first in the rotated order."""
+    providers = weighted("ABC", 2, 1, 1)
+    received = dict.fromkeys("ABC", 0)
+    for turn in range(3):
+        for name, size in share_sizes(2, rotate_routes(providers, turn)).items():
+            received[name] += size
+    assert received == {"A": 3, "B": 2, "C": 1}
+
+
+def today(total: int, providers: list[ProviderRoute], probe_turn: int | None) -> dict[str, int]:
+    """The split before weights (an equal share each), kept as the reference that equal weights
+    must reproduce exactly."""
+
+    def equal(total: int, names: list[str]) -> dict[str, int]:
+        base, remainder = divmod(total, len(names))
+        return {name: base + (1 if index < remainder else 0) for index, name in enumerate(names)}
+
+    healthy = [route.name for route in providers if route.healthy]
+    unhealthy = [route.name for route in providers if not route.healthy]
+    sizes = dict.fromkeys((route.name for route in providers), 0)
+    if not healthy:
+        sizes.update(equal(total, [route.name for route in providers]))
+        return sizes
+    if probe_turn is not None:
+        start = probe_turn % len(unhealthy) if unhealthy else 0
+        unhealthy = unhealthy[start:] + unhealthy[:start]
+    probes = min(
+        len(unhealthy), max(total - len(healthy), 1 if probe_turn is not None else 0), total
+    )
+    for name in unhealthy[:probes]:
+        sizes[name] = 1
+    sizes.update(equal(total - probes, healthy))
+    return sizes
+
+
+def check_split(providers: list[ProviderRoute], total: int, probe_turn: int | None) -> None:
+    """Every property of the split, for one case."""
+    sizes = share_sizes(total, providers, probe_turn)
+
+    # Every message placed exactly once, no share negative, every provider listed in order.
+    assert list(sizes) == [route.name for route in providers]
+    assert sum(sizes.values()) == total
+    assert all(size >= 0 for size in sizes.values())
+
+    healthy = [route for route in providers if route.healthy]
+    unhealthy = [route for route in providers if not route.healthy]
+    if healthy:
+        # At most one per unhealthy provider (a probe), as many probes as the rules say.
+        assert all(sizes[route.name] <= 1 for route in unhealthy)
+        spare = max(total - len(healthy), 1 if probe_turn is not None else 0)
+        assert sum(sizes[route.name] for route in unhealthy) == min(len(unhealthy), spare, total)
+
+    # The sharing providers (the healthy ones, or all when none is) take what is left by
+    # weight: each within 1 of its exact quota, and largest remainders rounded up first,
+    # ties to the earliest. In integers: the test weights are multiples of 0.5, so each
+    # quota is pool * w / whole with w = 2 * weight.
+    sharing = healthy or providers
+    pool = sum(sizes[route.name] for route in sharing)
+    doubled = [int(route.weight * 2) for route in sharing]
+    assert doubled == [route.weight * 2 for route in sharing]
+    whole = sum(doubled)
+    quotas = [divmod(pool * w, whole) for w in doubled]  # (whole part, fraction * whole)
+    shares = [sizes[route.name] for route in sharing]
+    for share, w in zip(shares, doubled, strict=True):
+        assert abs(share * whole - pool * w) < whole  # within 1 of the quota
+    up = [i for i, share in enumerate(shares) if share > quotas[i][0]]
+    down = [i for i, share in enumerate(shares) if share == quotas[i][0]]
+    for i in up:
+        for j in down:
+            assert (quotas[i][1], -i) > (quotas[j][1], -j), (sizes, i, j)
+
+    # Equal weights (whatever their value): exactly the split before weights existed.
+    if len({route.weight for route in providers}) == 1:
+        assert sizes == today(total, providers, probe_turn)
+
+
+def route_lists(count: int, weights=(1, 2, 3)):
+    """Every list of `count` providers: every health combination times every weight in
+    `weights` for each."""
+    for health in itertools.product((True, False), repeat=count):
+        for weight in itertools.product(weights, repeat=count):
+            yield [
+                ProviderRoute(f"p{index}", healthy, w)
+                for index, (healthy, w) in enumerate(zip(health, weight, strict=True))
+            ]
+
+
+@pytest.mark.parametrize("count", range(1, 5))
+def test_weighted_split_properties_exhaustively(count):
+    """N = 1..4: every health combination, every weight in {1, 2, 3}, small totals (fewer and
+    more messages than providers), on a probe turn and not."""
+    for providers in route_lists(count):
+        for total in (*range(0, 2 * count + 2), 13, 29):
+            for probe_turn in (None, total):
+                check_split(providers, total, probe_turn)
+        messages = list(range(7))
+        plan = plan_split(messages, providers)
+        assert [message for share in plan.values() for message in share] == messages
+
+
+def test_weighted_split_properties_for_five_providers():
+    """N = 5: every health combination, every weight in {1, 2, 3}, a few totals."""
+    for providers in route_lists(5):
+        for total in (3, 11):
+            check_split(providers, total, None)
+        check_split(providers, 4, 1)
+
+
+weighted_lists = st.lists(
+    st.tuples(st.booleans(), st.sampled_from([1, 2, 3, 0.5, 1.5, 7])), min_size=1, max_size=5
+).map(
+    lambda specs: [
+        ProviderRoute(f"p{index}", healthy, weight) for index, (healthy, weight) in enumerate(specs)
+    ]
+)
+
+
+@given(
+    providers=weighted_lists,
+    total=st.integers(min_value=0, max_value=500),
+    probe_turn=st.none() | st.integers(min_value=0, max_value=10),
+)
+def test_weighted_split_properties(providers, total, probe_turn):
+    check_split(providers, total, probe_turn)
