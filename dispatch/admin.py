@@ -120,7 +120,8 @@ class ProviderHealthAdmin(admin.ModelAdmin):
 
     @admin.display(description="health")
     def status(self, obj: ProviderControl) -> str:
-        enabled = getattr(settings.GOMAIL.providers, obj.name).enabled
+        instance = settings.GOMAIL.providers.get(obj.name)
+        enabled = instance is not None and instance.enabled
         state = self._state(obj)
         if not enabled:
             return mark_safe('<span style="color:#666">disabled in config</span>')

@@ -16,8 +16,7 @@ class UnknownProvider(ValueError):
 
 def provider_names() -> list[str]:
     """Every configured provider's name (enabled or not), in configuration order."""
-    # From the class: pydantic deprecates model_fields on an instance (gone in pydantic 3).
-    return list(type(settings.GOMAIL.providers).model_fields)
+    return list(settings.GOMAIL.providers)
 
 
 def _control(name: str) -> ProviderControl:

@@ -69,7 +69,7 @@ def budget(rate_per_second: float) -> Budget:
 
 def configured_rate(provider: str) -> float | None:
     """``providers.<provider>.max_send_rate_per_second``; None: no limit (or no such config)."""
-    config = getattr(settings.GOMAIL.providers, provider, None)
+    config = settings.GOMAIL.providers.get(provider)
     return getattr(config, "max_send_rate_per_second", None)
 
 

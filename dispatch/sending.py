@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,7 +29,7 @@ from dispatch.controls import drained_providers
 from dispatch.health import BatchOutcome
 from dispatch.health_store import write_outcome
 from dispatch.inbox import ReceivedMessage
-from dispatch.providers import OutgoingEmail, Provider, ProviderError, SendGridProvider, SesProvider
+from dispatch.providers import OutgoingEmail, Provider, ProviderError
 from dispatch.providers.errors import ErrorKind
 from dispatch.settlement import (
     Action,
@@ -42,7 +42,7 @@ from dispatch.settlement import (
 from emails import records
 from emails.records import Claim, ClaimResult
 from emails.wire import UndecodableMessage, WireEmail, decode
-from gomail_site.aws import aws_client
+from gomail_site.config import provider_type
 from gomail_site.metrics import DEAD_LETTERED, EMAILS_FAILED, EMAILS_SENT, UNKNOWN_OUTCOMES
 
 logger = logging.getLogger(__name__)
@@ -69,18 +69,13 @@ class Call:
 
 
 def build_providers() -> dict[str, Provider]:
-    """Every enabled provider, built from the configuration and the environment's secrets."""
-    config = settings.GOMAIL.providers
-    builders: dict[str, Callable[[], Provider]] = {
-        # One attempt: botocore retrying a send after a read timeout could deliver it twice.
-        "ses": lambda: SesProvider(aws_client("ses", attempts=1)),
-        "sendgrid": lambda: SendGridProvider(
-            api_key=settings.SENDGRID_API_KEY,
-            host=str(config.sendgrid.host).rstrip("/"),
-            timeout_seconds=config.sendgrid.timeout_seconds,
-        ),
+    """Every enabled provider instance, built by its module from the configuration and the
+    environment's secrets."""
+    providers = settings.GOMAIL.providers
+    return {
+        name: provider_type(providers[name].type).build(name, providers[name], os.environ)
+        for name in settings.GOMAIL.enabled_providers
     }
-    return {name: builders[name]() for name in settings.GOMAIL.enabled_providers}
 
 
 @lru_cache(maxsize=1)
@@ -101,7 +96,7 @@ def _send_pool() -> ThreadPoolExecutor:
     with _pools_lock:
         pool = _pools.get(pid)
         if pool is None:
-            size = max(p.send_concurrency for _, p in settings.GOMAIL.providers)
+            size = max(p.send_concurrency for p in settings.GOMAIL.providers.values())
             pool = _pools[pid] = ThreadPoolExecutor(size, thread_name_prefix="send")
         return pool
 
@@ -450,7 +445,7 @@ def send_batch(
     visibility = gomail.sqs.visibility_timeout_seconds
     fresh = not needs_extension(messages, time.time(), visibility)
     live = list(messages) if fresh else extend_visibility(messages, visibility)
-    concurrency = getattr(gomail.providers, provider_name).send_concurrency
+    concurrency = gomail.providers[provider_name].send_concurrency
 
     drained = drained_providers(providers)
 

@@ -42,7 +42,7 @@ class ProvidersView(APIView):
     )
     def get(self, request: Request) -> Response:
         gomail = settings.GOMAIL
-        providers = [(name, cfg.enabled) for name, cfg in gomail.providers]
+        providers = [(name, cfg.enabled) for name, cfg in gomail.providers.items()]
         drained = drained_providers(name for name, _ in providers)
         answer = []
         for health in provider_health(providers):

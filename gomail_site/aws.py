@@ -37,13 +37,17 @@ def _client(service: str, aws: AwsConfig, attempts: int) -> Any:
     )
 
 
-def aws_client(service: str, *, attempts: int = 3) -> Any:
+def aws_client(service: str, *, attempts: int = 3, region: str | None = None) -> Any:
     """A boto3 client for ``service`` ("sqs", "ses") per the current configuration.
 
     ``attempts`` bounds botocore's own retries; a call that must not be repeated blindly
     (sending an email: a retry after a read timeout could deliver it twice) passes 1.
+    ``region`` overrides ``aws.region`` (an SES instance of another region).
     """
-    return _client(service, settings.GOMAIL.aws, attempts)
+    aws = settings.GOMAIL.aws
+    if region and region != aws.region:
+        aws = aws.model_copy(update={"region": region})
+    return _client(service, aws, attempts)
 
 
 def queue_url(name: str) -> str:

@@ -9,8 +9,11 @@ environment (see ``gomail_site.settings``).
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+import re
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
@@ -150,6 +154,12 @@ class HealthConfig(Section):
 
 
 class ProviderConfig(Section):
+    """What every provider instance has; each provider module extends it with its own options
+    (``dispatch/providers/<type>.py``) and a ``type`` literal naming it."""
+
+    # Which provider module: a built-in one ("ses", "sendgrid", "smtp") or a dotted module
+    # path declaring ``PROVIDER`` (``dispatch.providers.base.ProviderType``).
+    type: str
     enabled: bool = True
     # Sends per second across every worker process (SES's account maximum, for one); none: no
     # limit of ours.
@@ -162,19 +172,107 @@ class ProviderConfig(Section):
     weight: float = Field(1.0, gt=0, le=1_000)
 
 
-class SesConfig(ProviderConfig):
-    # Identities the local bootstrap verifies in moto's SES; empty against the real SES.
-    verify_identities: list[str] = Field(default_factory=lambda: ["example.com"])
+# The built-in provider types, each a module of dispatch/providers/.
+BUILT_IN_PROVIDER_TYPES = ("ses", "sendgrid", "smtp")
+# The embedded defaults (make run): one instance of each built-in type, named after it.
+DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {name: {} for name in BUILT_IN_PROVIDER_TYPES}
+PROBLEM_SEPARATOR = "\n"
+_PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
-class SendGridConfig(ProviderConfig):
-    host: HttpUrl = HttpUrl("http://127.0.0.1:5001")
-    timeout_seconds: float = Field(10.0, gt=0, le=120)
+def provider_type(type_name: str) -> Any:
+    """The ``ProviderType`` a provider module declares (``PROVIDER``), by its config ``type``."""
+    module_name = f"dispatch.providers.{type_name}" if "." not in type_name else type_name
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"unknown provider type {type_name!r} ({exc})") from None
+    declared = getattr(module, "PROVIDER", None)
+    if declared is None:
+        raise ValueError(f"provider module {module_name} declares no PROVIDER")
+    return declared
 
 
-class ProvidersConfig(Section):
-    ses: SesConfig = SesConfig()
-    sendgrid: SendGridConfig = SendGridConfig()
+class Providers(Mapping[str, ProviderConfig]):
+    """The provider instances by name, in configuration order (a provider is also reachable
+    as an attribute: ``providers.ses``)."""
+
+    def __init__(self, instances: Mapping[str, ProviderConfig]) -> None:
+        self._instances = dict(instances)
+
+    def __getitem__(self, name: str) -> ProviderConfig:
+        return self._instances[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._instances)
+
+    def __len__(self) -> int:
+        return len(self._instances)
+
+    def __getattr__(self, name: str) -> ProviderConfig:
+        try:
+            return self.__dict__["_instances"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Providers) and self._instances == other._instances
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Providers({self._instances!r})"
+
+    def model_copy(self, update: Mapping[str, ProviderConfig] | None = None) -> Providers:
+        """These instances with some replaced (as a pydantic section's ``model_copy``)."""
+        return Providers({**self._instances, **(update or {})})
+
+    @classmethod
+    def parse(cls, raw: Any) -> Providers:
+        """Validate the ``providers:`` section: each entry by its type's own model.
+
+        An entry without ``type`` named after a built-in type is that type (the original
+        two-section config: ``ses:`` and ``sendgrid:``). A section made only of such entries
+        changes those instances and keeps the other defaults, as the original sections did;
+        a section with any ``type`` is the whole list of instances.
+        """
+        if isinstance(raw, Providers):
+            return raw
+        if not isinstance(raw, Mapping):
+            raise ValueError("providers must be a mapping of provider names to their options")
+        legacy = all(
+            isinstance(options, Mapping) and "type" not in options and name in DEFAULT_PROVIDERS
+            for name, options in raw.items()
+        )
+        entries = {**DEFAULT_PROVIDERS, **raw} if legacy else dict(raw)
+        instances: dict[str, ProviderConfig] = {}
+        problems = []
+        for name, options in entries.items():
+            if not isinstance(name, str) or not _PROVIDER_NAME.match(name):
+                problems.append(f"{name!r}: a provider name is lower case letters, digits, - _")
+                continue
+            if isinstance(options, ProviderConfig):
+                instances[name] = options
+                continue
+            options = dict(options or {})
+            type_name = str(options.setdefault("type", name))
+            try:
+                model = provider_type(type_name).config
+                instances[name] = model.model_validate(options)
+            except ValidationError as exc:
+                problems += [
+                    f"{name}.{'.'.join(str(p) for p in item['loc'])}: {item['msg']}"
+                    for item in exc.errors()
+                ]
+            except ValueError as exc:
+                problems.append(f"{name}.type: {exc}")
+        if problems:
+            raise ValueError(PROBLEM_SEPARATOR.join(problems))
+        return cls(instances)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        return core_schema.no_info_plain_validator_function(cls.parse)
 
 
 class SecurityConfig(Section):
@@ -242,7 +340,7 @@ class GomailConfig(BaseSettings):
     pipeline: PipelineConfig = PipelineConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     health: HealthConfig = HealthConfig()
-    providers: ProvidersConfig = ProvidersConfig()
+    providers: Providers = Field(default_factory=lambda: Providers.parse({}))
     celery: CeleryConfig = CeleryConfig()
     logging: LoggingConfig = LoggingConfig()
     records: RecordsConfig = RecordsConfig()
@@ -251,16 +349,18 @@ class GomailConfig(BaseSettings):
     @model_validator(mode="after")
     def _timings_fit(self) -> GomailConfig:
         # A batch must be settled before its messages become visible again (DESIGN.md 8).
+        enabled = [provider for provider in self.providers.values() if provider.enabled]
+        # The slowest call of any provider an email may be tried on (each type knows its own).
         slowest_send = max(
-            self.providers.sendgrid.timeout_seconds, self.aws.client_timeout_seconds * 3
+            (provider_type(p.type).slowest_call_seconds(p, self) for p in enabled), default=0.0
         )
         # A send_batch task sends and settles one batch: its emails in rounds of the provider's
         # send_concurrency, each up to one call per enabled provider (its own, then every other
         # one after a permanent rejection: dispatch/delivery.py), plus one call's time for the
         # claims and the settlement.
         rounds = max(
-            math.ceil(self.pipeline.batch_size / provider.send_concurrency)
-            for _, provider in self.providers
+            (math.ceil(self.pipeline.batch_size / p.send_concurrency) for p in enabled),
+            default=1,
         )
         calls_per_delivery = max(1, len(self.enabled_providers))
         calls = rounds * calls_per_delivery + 1
@@ -303,13 +403,13 @@ class GomailConfig(BaseSettings):
 
     @property
     def celery_queues(self) -> list[str]:
-        """Celery's queues: the pipeline's, then one per provider (named after it)."""
-        return [PIPELINE_QUEUE, *ProvidersConfig.model_fields]
+        """Celery's queues: the pipeline's, then one per enabled provider (named after it)."""
+        return [PIPELINE_QUEUE, *self.enabled_providers]
 
     @property
     def enabled_providers(self) -> list[str]:
         """Names of the enabled providers, in configuration order."""
-        return [name for name, provider in self.providers if provider.enabled]
+        return [name for name, provider in self.providers.items() if provider.enabled]
 
     @classmethod
     def settings_customise_sources(
@@ -344,6 +444,11 @@ def _format_errors(error: ValidationError, source: str) -> str:
     lines = [f"invalid configuration (from {source} and any GOMAIL_* environment overrides):"]
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        if item["loc"] == ("providers",) and item["type"] == "value_error":
+            # Each instance was validated by its own type's model: one line per problem.
+            problems = str(item["ctx"]["error"]).split(PROBLEM_SEPARATOR)
+            lines += [f"  providers.{problem}" for problem in problems]
+            continue
         lines.append(f"  {key}: {item['msg']}")
     return "\n".join(lines)
 

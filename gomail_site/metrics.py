@@ -93,7 +93,9 @@ class StateCollector(Collector):
             "Messages dispatched to the provider and not yet settled.",
             labels=["provider"],
         )
-        for health in provider_health([(name, cfg.enabled) for name, cfg in gomail.providers]):
+        for health in provider_health(
+            [(name, cfg.enabled) for name, cfg in gomail.providers.items()]
+        ):
             healthy.add_metric([health.name], 1 if health.state.healthy else 0)
             in_flight.add_metric([health.name], health.in_flight)
         yield healthy

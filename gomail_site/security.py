@@ -19,12 +19,10 @@ from urllib.parse import urlsplit
 from csp.utils import DEFAULT_DIRECTIVES
 from django.core.exceptions import ImproperlyConfigured
 
-from gomail_site.config import GomailConfig, SecurityConfig
+from gomail_site.config import GomailConfig, SecurityConfig, provider_type
 
 # Signs local sessions only. Django's own `check --deploy` rejects this prefix too.
 DEVELOPMENT_SECRET_KEY = "django-insecure-gomail-local-development-only"  # noqa: S105
-# What the local SendGrid stand-in accepts; never a real key.
-DEVELOPMENT_SENDGRID_API_KEY = "SG.local-stand-in-key"
 # Django's `check --deploy` threshold (security.W009): at least 50 characters, 5 different.
 MIN_SECRET_KEY_LENGTH = 50
 MIN_SECRET_KEY_UNIQUE_CHARACTERS = 5
@@ -64,13 +62,15 @@ def production_problems(environ: Mapping[str, str], config: GomailConfig) -> lis
             "DJANGO_ALLOWED_HOSTS is not set (the host names this service answers to, "
             "comma-separated)"
         )
-    if config.providers.sendgrid.enabled:
-        sendgrid_key = environ.get("SENDGRID_API_KEY", "")
-        if not sendgrid_key or sendgrid_key == DEVELOPMENT_SENDGRID_API_KEY:
-            problems.append(
-                "SENDGRID_API_KEY is not set (SendGrid is enabled: set its API key, or "
-                "providers.sendgrid.enabled: false)"
-            )
+    for name in config.enabled_providers:
+        instance = config.providers[name]
+        for secret in provider_type(instance.type).secrets(instance):
+            value = environ.get(secret.env, "")
+            if not value or value == secret.development_default:
+                problems.append(
+                    f"{secret.env} is not set (provider {name} is enabled: set it, or "
+                    f"providers.{name}.enabled: false)"
+                )
     return problems
 
 

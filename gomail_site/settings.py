@@ -20,7 +20,7 @@ GOMAIL = get_config()
 
 # Production refuses to start (ImproperlyConfigured, here, in every process: gunicorn, Celery,
 # every manage.py command) with DEBUG on, without a strong DJANGO_SECRET_KEY, without
-# DJANGO_ALLOWED_HOSTS, or without SENDGRID_API_KEY while SendGrid is enabled.
+# DJANGO_ALLOWED_HOSTS, or without an enabled provider's secret (SENDGRID_API_KEY, ...).
 PRODUCTION = GOMAIL.security.production
 if PRODUCTION:
     security.refuse_unfit_production(os.environ, GOMAIL)
@@ -28,8 +28,6 @@ if PRODUCTION:
 DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 # The development key only ever signs local sessions; production sets DJANGO_SECRET_KEY.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", security.DEVELOPMENT_SECRET_KEY)
-# The local SendGrid stand-in accepts this key; production sets the real one.
-SENDGRID_API_KEY = os.environ.get("SENDGRID_API_KEY", security.DEVELOPMENT_SENDGRID_API_KEY)
 ALLOWED_HOSTS = security.parse_hosts(os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost"))
 
 INSTALLED_APPS = [

@@ -9,8 +9,9 @@ all construct one.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import idna
 
@@ -50,7 +51,10 @@ class Provider(ABC):
     from several threads as long as the underlying client allows it (both of ours do).
     """
 
-    name: ClassVar[str]
+    name: str
+
+    def close(self) -> None:  # noqa: B027 (a hook: most providers hold nothing)
+        """Release what the provider holds (an SMTP connection per thread); a no-op here."""
 
     def send(self, email: OutgoingEmail) -> SendResult:
         """Deliver ``email`` through this provider.
@@ -171,3 +175,46 @@ def with_ascii_domain(address: str) -> str:
     except idna.IDNAError as exc:
         raise ValueError(f"domain is not a valid internationalised domain name ({exc})") from exc
     return f"{local}@{ascii_domain}"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """An environment variable a provider instance reads its credential from.
+
+    ``development_default``: what a local run uses when the variable is unset (a stand-in's
+    key, never a real one); production refuses to start on it, or without the variable.
+    """
+
+    env: str
+    development_default: str = ""
+
+
+@dataclass(frozen=True)
+class ProviderType:
+    """What a provider module declares, once, for ``gomail_site.config`` and the workers:
+    everything outside the module reaches a provider through this (django-anymail's shape:
+    one module per ESP, named by the configuration).
+
+    - ``config``: its pydantic model (a ``gomail_site.config.ProviderConfig`` with a ``type``
+      literal), validated with the rest of the configuration;
+    - ``secrets(config)``: the environment variables it needs (checked in production);
+    - ``build(name, config, environ)``: the ``Provider`` of instance ``name``;
+    - ``slowest_call_seconds(config, gomail)``: the longest one ``send`` may take (its
+      timeouts, its client's retries), which the visibility timeouts must outlast;
+    - ``bootstrap(config)``: optional set-up for ``manage.py bootstrap`` (e.g. moto's SES
+      identities).
+
+    A provider that holds connections (SMTP) opens them lazily and releases them in
+    ``Provider.close``; ``Provider.send`` may be called from several threads at once.
+    """
+
+    config: type
+    build: Callable[[str, Any, Mapping[str, str]], Provider]
+    slowest_call_seconds: Callable[[Any, Any], float]
+    secrets: Callable[[Any], tuple[Secret, ...]] = lambda config: ()
+    bootstrap: Callable[[Any], None] | None = None
+
+
+def secret_value(secret: Secret, environ: Mapping[str, str]) -> str:
+    """The value of ``secret`` in ``environ``, or its development default."""
+    return environ.get(secret.env) or secret.development_default

@@ -8,9 +8,11 @@ import http.client
 import json
 import time
 import urllib.error
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import Field, HttpUrl
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import (
@@ -23,8 +25,17 @@ from sendgrid.helpers.mail import (
     To,
 )
 
-from dispatch.providers.base import OutgoingEmail, Provider, SendResult, with_ascii_domain
+from dispatch.providers.base import (
+    OutgoingEmail,
+    Provider,
+    ProviderType,
+    Secret,
+    SendResult,
+    secret_value,
+    with_ascii_domain,
+)
 from dispatch.providers.errors import MAX_REASON_LENGTH, ErrorKind, ProviderError
+from gomail_site.config import ProviderConfig
 
 # HTTP statuses of an error answer and whose fault they are. Any other status (5xx included) is
 # TRANSIENT: an answer we do not know must never dead-letter a message.
@@ -61,6 +72,7 @@ class SendGridProvider(Provider):
         api_key: str,
         host: str = "https://api.sendgrid.com",
         timeout_seconds: float = 10.0,
+        name: str = "sendgrid",
     ) -> None:
         """``api_key``: a SendGrid API key with ``mail.send``; ``host``: the API's base URL;
         ``timeout_seconds``: the limit for connecting and for each wait on the socket.
@@ -74,6 +86,7 @@ class SendGridProvider(Provider):
             # python_http_client passes `timeout or self.timeout` to urllib: 0 would mean None,
             # i.e. wait forever.
             raise ValueError("SendGrid timeout_seconds must be positive")
+        self.name = name
         self.host = host.rstrip("/")  # python_http_client appends "/v3/...": avoid "//v3"
         self.timeout_seconds = float(timeout_seconds)
         self._api_key = api_key  # kept only to scrub it from reasons, never logged
@@ -240,3 +253,38 @@ def retry_after_from_headers(headers: Any, now: float) -> float | None:
         except ValueError:
             pass
     return None
+
+
+# What the local SendGrid stand-in accepts (devtools/sendgrid_stub.py); never a real key.
+DEVELOPMENT_API_KEY = "SG.local-stand-in-key"
+
+
+class SendGridConfig(ProviderConfig):
+    """``providers.<name>`` of ``type: sendgrid``."""
+
+    type: Literal["sendgrid"] = "sendgrid"
+    host: HttpUrl = HttpUrl("http://127.0.0.1:5001")
+    timeout_seconds: float = Field(10.0, gt=0, le=120)
+    # The environment variable holding this instance's API key.
+    api_key_env: str = Field("SENDGRID_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
+
+
+def _api_key(config: SendGridConfig) -> Secret:
+    return Secret(config.api_key_env, DEVELOPMENT_API_KEY)
+
+
+def _build(name: str, config: SendGridConfig, environ: Mapping[str, str]) -> SendGridProvider:
+    return SendGridProvider(
+        api_key=secret_value(_api_key(config), environ),
+        host=str(config.host).rstrip("/"),
+        timeout_seconds=config.timeout_seconds,
+        name=name,
+    )
+
+
+PROVIDER = ProviderType(
+    config=SendGridConfig,
+    build=_build,
+    slowest_call_seconds=lambda config, gomail: config.timeout_seconds,
+    secrets=lambda config: (_api_key(config),),
+)

@@ -7,13 +7,22 @@ real SES or to a local moto server; only the client's endpoint differs.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from email.utils import formataddr
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from botocore import exceptions as boto_errors
+from pydantic import Field
 
-from dispatch.providers.base import OutgoingEmail, Provider, SendResult, with_ascii_domain
+from dispatch.providers.base import (
+    OutgoingEmail,
+    Provider,
+    ProviderType,
+    SendResult,
+    with_ascii_domain,
+)
 from dispatch.providers.errors import ErrorKind, ProviderError
+from gomail_site.config import ProviderConfig
 
 # SES error codes (``ClientError.response["Error"]["Code"]``) and whose fault they are.
 # A code missing here is TRANSIENT whatever its status: an error we have not met must never
@@ -144,9 +153,11 @@ class SesProvider(Provider):
 
     name = "ses"
 
-    def __init__(self, client: Any) -> None:
-        """``client``: ``boto3.client("ses", ...)`` (region, endpoint and credentials set)."""
+    def __init__(self, client: Any, name: str = "ses") -> None:
+        """``client``: ``boto3.client("ses", ...)`` (region, endpoint and credentials set);
+        ``name``: the instance's name in the configuration (two regions side by side)."""
         self._client = client
+        self.name = name
 
     def build_payload(self, email: OutgoingEmail) -> dict[str, Any]:
         """``SendEmail`` keyword arguments for ``email``.
@@ -231,3 +242,36 @@ class SesProvider(Provider):
             # formataddr leaves an ASCII name as it is, so a line break would inject a header.
             raise self.error(ErrorKind.PERMANENT, f"{role} name contains a line break")
         return formataddr((display_name, ascii_address), charset="utf-8")
+
+
+class SesConfig(ProviderConfig):
+    """``providers.<name>`` of ``type: ses``."""
+
+    type: Literal["ses"] = "ses"
+    # None: aws.region. Another one runs an instance per region side by side.
+    region: str | None = Field(None, min_length=1)
+    # Identities the local bootstrap verifies in moto's SES; empty against the real SES.
+    verify_identities: list[str] = Field(default_factory=lambda: ["example.com"])
+
+
+def _build(name: str, config: SesConfig, environ: Mapping[str, str]) -> SesProvider:
+    from gomail_site.aws import aws_client  # the configured client; Django is set up by then
+
+    # One attempt: botocore retrying a send after a read timeout could deliver it twice.
+    return SesProvider(aws_client("ses", attempts=1, region=config.region), name=name)
+
+
+def _bootstrap(config: SesConfig) -> None:
+    from dispatch.queues import verify_ses_identities
+
+    verify_ses_identities(config.verify_identities, region=config.region)
+
+
+PROVIDER = ProviderType(
+    config=SesConfig,
+    build=_build,
+    # A call of aws.client_timeout_seconds to connect and as much for each read, at most 3
+    # (the standard retry mode's attempts of the calls around it count too).
+    slowest_call_seconds=lambda config, gomail: gomail.aws.client_timeout_seconds * 3,
+    bootstrap=_bootstrap,
+)

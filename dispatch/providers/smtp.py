@@ -21,6 +21,7 @@ import secrets
 import smtplib
 import ssl
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -29,10 +30,20 @@ from email.policy import SMTP as SMTP_POLICY
 from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
 from email.utils import format_datetime
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
-from dispatch.providers.base import OutgoingEmail, Provider, SendResult, with_ascii_domain
+from pydantic import Field
+
+from dispatch.providers.base import (
+    OutgoingEmail,
+    Provider,
+    ProviderType,
+    Secret,
+    SendResult,
+    with_ascii_domain,
+)
 from dispatch.providers.errors import ErrorKind, ProviderError
+from gomail_site.config import ProviderConfig
 
 SECURITY_MODES = ("starttls", "tls", "none")
 
@@ -517,3 +528,50 @@ def _quit_quietly(connection: smtplib.SMTP) -> None:
         pass
     finally:
         connection.close()
+
+
+class SmtpConfig(ProviderConfig):
+    """``providers.<name>`` of ``type: smtp``: any relay (Postfix, an ESP's SMTP endpoint)."""
+
+    type: Literal["smtp"] = "smtp"
+    # The local default is the stand-in (devtools/smtp_stub.py), plain SMTP on loopback.
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(2525, ge=1, le=65_535)
+    # "starttls" (required, not opportunistic), "tls" (implicit TLS) or "none" (loopback only).
+    security: Literal["starttls", "tls", "none"] = "none"
+    # The environment variables holding AUTH's username and password; unset: no AUTH.
+    username_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    password_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    # Bounds the connect and every wait on the socket (a send waits WAITS_PER_SEND times at
+    # most: 60 s with the default, which the visibility timeouts must hold).
+    timeout_seconds: float = Field(5.0, gt=0, le=120)
+
+
+# The waits one send may make at the most, each up to timeout_seconds: connecting (the
+# greeting, EHLO, STARTTLS, EHLO again, AUTH), the envelope (MAIL, RCPT), DATA and the final
+# answer, and once more the connecting part when a reused connection turned out closed.
+WAITS_PER_SEND = 12
+
+
+def _secrets(config: SmtpConfig) -> tuple[Secret, ...]:
+    return tuple(Secret(env) for env in (config.username_env, config.password_env) if env)
+
+
+def _build(name: str, config: SmtpConfig, environ: Mapping[str, str]) -> SmtpProvider:
+    return SmtpProvider(
+        name,
+        host=config.host,
+        port=config.port,
+        security=config.security,
+        username=environ.get(config.username_env, "") if config.username_env else "",
+        password=environ.get(config.password_env, "") if config.password_env else "",
+        timeout_seconds=config.timeout_seconds,
+    )
+
+
+PROVIDER = ProviderType(
+    config=SmtpConfig,
+    build=_build,
+    slowest_call_seconds=lambda config, gomail: config.timeout_seconds * WAITS_PER_SEND,
+    secrets=_secrets,
+)

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from devtools.sendgrid_stub import SendGridStub
-from dispatch.providers import Provider, SendGridProvider, SesProvider
+from dispatch.providers import Provider
+from dispatch.providers.sendgrid import SendGridProvider
+from dispatch.providers.ses import SesProvider
 from gomail_site.aws import aws_client
 from tests.harness.fixtures import STUB_API_KEY
 

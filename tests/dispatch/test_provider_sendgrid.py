@@ -12,14 +12,12 @@ from typing import Any
 import pytest
 
 from devtools.sendgrid_stub import SendGridStub
-from dispatch.providers import (
-    PROVIDER_CLASSES,
-    ErrorKind,
-    OutgoingEmail,
-    ProviderError,
+from dispatch.providers import ErrorKind, OutgoingEmail, ProviderError
+from dispatch.providers.sendgrid import (
+    SENDGRID_STATUS_KINDS,
     SendGridProvider,
+    retry_after_from_headers,
 )
-from dispatch.providers.sendgrid import SENDGRID_STATUS_KINDS, retry_after_from_headers
 from tests.dispatch.realparts import outgoing_email
 from tests.harness.fixtures import STUB_API_KEY
 from tests.ports import unused_port
@@ -274,5 +272,12 @@ def test_invalid_construction_is_refused(kwargs: dict[str, Any], message: str) -
 
 
 def test_sendgrid_is_registered_under_its_name() -> None:
-    assert PROVIDER_CLASSES["sendgrid"] is SendGridProvider
+    """The configuration's ``type: sendgrid`` is this module, and builds this provider."""
+    from gomail_site.config import provider_type
+
+    declared = provider_type("sendgrid")
+    config = declared.config.model_validate({"type": "sendgrid"})
+    assert [s.env for s in declared.secrets(config)] == ["SENDGRID_API_KEY"]
+    built = declared.build("mail", config, {"SENDGRID_API_KEY": "SG.test"})
+    assert isinstance(built, SendGridProvider) and built.name == "mail"
     assert SendGridProvider.name == "sendgrid"

@@ -31,13 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from devtools.moto_server import MotoServer, start_moto_server
-from dispatch.providers import (
-    PROVIDER_CLASSES,
-    ErrorKind,
-    ProviderError,
+from dispatch.providers import ErrorKind, ProviderError
+from dispatch.providers.ses import (
+    BOTOCORE_ERROR_RULES,
+    SES_ERROR_KINDS,
     SesProvider,
+    botocore_error_rule,
 )
-from dispatch.providers.ses import BOTOCORE_ERROR_RULES, SES_ERROR_KINDS, botocore_error_rule
 from tests.dispatch.realparts import SENDER, outgoing_email
 from tests.harness.queues import ses_messages
 from tests.ports import unused_port
@@ -589,5 +589,10 @@ def test_outgoing_email_repr_leaves_the_body_out() -> None:
 
 
 def test_ses_is_registered_under_its_name() -> None:
-    assert PROVIDER_CLASSES["ses"] is SesProvider
+    """The configuration's ``type: ses`` is this module, and builds this provider."""
+    from gomail_site.config import provider_type
+
+    declared = provider_type("ses")
+    config = declared.config.model_validate({"type": "ses"})
+    assert declared.secrets(config) == ()
     assert SesProvider.name == "ses"

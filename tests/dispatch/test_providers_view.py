@@ -30,7 +30,9 @@ def test_every_configured_provider_is_listed_with_its_health(signed_in):
 
     body = {row["name"]: row for row in signed_in.get("/providers").json()}
 
-    assert set(body) == {"ses", "sendgrid"}
+    # The test configuration's three instances, the SMTP relay disabled (shown as such).
+    assert list(body) == ["ses", "sendgrid", "smtp"]
+    assert body["smtp"]["enabled"] is False
     assert body["ses"]["healthy"] is True
     assert body["ses"]["probing"] is False
     assert body["sendgrid"] == {

@@ -19,7 +19,8 @@ from django.utils import timezone
 from dispatch import health_store
 from dispatch.health import BatchOutcome
 from dispatch.inbox import receive
-from dispatch.providers import SendGridProvider, SesProvider
+from dispatch.providers.sendgrid import SendGridProvider
+from dispatch.providers.ses import SesProvider
 from dispatch.sending import send_batch
 from emails.models import Attempt, Email
 from gomail_site.aws import aws_client

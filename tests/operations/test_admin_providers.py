@@ -182,8 +182,9 @@ def test_health_page_shows_the_state_from_the_cache(aws, staff_client):
         column: re.findall(rf'<td class="field-{column}">(.*?)</td>', html)
         for column in ("in_flight", "last_hour")
     }
-    # Rows in name order: sendgrid, then ses. The attempt two hours old is not counted.
-    assert cells == {"in_flight": ["0", "7"], "last_hour": ["0 / 0", "2 / 1"]}
+    # Rows in name order: sendgrid, ses, then the test configuration's disabled SMTP relay.
+    # The attempt two hours old is not counted.
+    assert cells == {"in_flight": ["0", "7", "0"], "last_hour": ["0 / 0", "2 / 1", "0 / 0"]}
 
 
 def test_every_provider_drained_still_gives_up_on_emails_past_their_max_age(aws, staff_client):

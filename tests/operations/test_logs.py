@@ -17,7 +17,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from dispatch.providers import SesProvider
+from dispatch.providers.ses import SesProvider
 from dispatch.sending import send_batch
 from emails.models import Email
 from gomail_site.aws import aws_client

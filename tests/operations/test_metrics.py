@@ -16,7 +16,8 @@ from dispatch import health_store
 from dispatch.health import HealthState
 from dispatch.health_store import PendingBatch
 from dispatch.pipeline import run_pipeline
-from dispatch.providers import SendGridProvider, SesProvider
+from dispatch.providers.sendgrid import SendGridProvider
+from dispatch.providers.ses import SesProvider
 from dispatch.sending import send_batch
 from gomail_site.aws import aws_client
 from tests.dispatch.realparts import incoming_queue, put, receive_exactly, wire_email

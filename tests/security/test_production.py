@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 
+from dispatch.providers.sendgrid import DEVELOPMENT_API_KEY
 from gomail_site import security
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +116,7 @@ def test_every_problem_is_named_at_once():
         "DJANGO_DEBUG=1: DEBUG must be off in production",
         "DJANGO_SECRET_KEY is not set",
         "DJANGO_ALLOWED_HOSTS is not set (the host names this service answers to, comma-separated)",
-        "SENDGRID_API_KEY is not set (SendGrid is enabled: set its API key, or "
+        "SENDGRID_API_KEY is not set (provider sendgrid is enabled: set it, or "
         "providers.sendgrid.enabled: false)",
     ]
 
@@ -146,7 +147,7 @@ def test_allowed_hosts_are_required():
 
 def test_the_sendgrid_key_is_required_only_while_sendgrid_is_enabled(gomail_config):
     without_key = {**_fit(), "SENDGRID_API_KEY": ""}
-    stand_in_key = {**_fit(), "SENDGRID_API_KEY": security.DEVELOPMENT_SENDGRID_API_KEY}
+    stand_in_key = {**_fit(), "SENDGRID_API_KEY": DEVELOPMENT_API_KEY}
 
     enabled = security.production_problems(without_key, settings.GOMAIL)
     enabled_stand_in = security.production_problems(stand_in_key, settings.GOMAIL)

@@ -132,6 +132,7 @@ def test_a_visibility_timeout_must_outlast_three_of_the_slowest_provider_calls(t
     # The slowest call: SendGrid's 4 s timeout, or an AWS call (1 s) retried 3 times.
     timeouts = (
         "aws:\n  client_timeout_seconds: 1\nproviders:\n  sendgrid:\n    timeout_seconds: 4\n"
+        "  smtp:\n    enabled: false\n"
     )
     fits = load_config(write(tmp_path, timeouts + f"{key}:\n  visibility_timeout_seconds: 12\n"))
     assert getattr(fits, key).visibility_timeout_seconds == 12
@@ -143,9 +144,10 @@ def test_a_visibility_timeout_must_outlast_three_of_the_slowest_provider_calls(t
 
 
 def test_a_visibility_timeout_must_outlast_a_whole_batch_sent_in_rounds(tmp_path):
-    """A batch of 10 at a send_concurrency of 1 is 10 rounds of up to 2 calls each: with the
-    default timeouts (an AWS call of 5 s tried 3 times: 15 s) that is 21 x 15 s > 300 s."""
-    slow = "providers:\n  ses:\n    send_concurrency: {}\n"
+    """A batch of 10 at a send_concurrency of 1 is 10 rounds of up to 2 calls each (one per
+    enabled provider): with the default timeouts (an AWS call of 5 s tried 3 times: 15 s)
+    that is 21 x 15 s > 300 s."""
+    slow = "providers:\n  ses:\n    send_concurrency: {}\n  smtp:\n    enabled: false\n"
     assert load_config(write(tmp_path, slow.format(2))).providers.ses.send_concurrency == 2
 
     with pytest.raises(ConfigError) as error:
@@ -207,3 +209,59 @@ def test_short_backoffs_fit_a_short_max_age(tmp_path):
         )
     )
     assert load_config(path).delivery.max_age_hours == 0.25
+
+
+# --- providers: any number of instances, each of a type ------------------------------------
+
+
+def test_the_original_two_sections_still_load(tmp_path):
+    """``ses:`` and ``sendgrid:`` with no ``type`` change those instances; the other
+    defaults (the SMTP relay) stay."""
+    config = load_config(
+        write(
+            tmp_path,
+            "providers:\n  ses:\n    max_in_flight: 50\n  sendgrid:\n    enabled: false\n",
+        )
+    )
+    assert list(config.providers) == ["ses", "sendgrid", "smtp"]
+    assert config.providers.ses.type == "ses" and config.providers.ses.max_in_flight == 50
+    assert config.providers["sendgrid"].enabled is False
+    assert config.enabled_providers == ["ses", "smtp"]
+    assert config.celery_queues == ["pipeline", "ses", "smtp"]
+
+
+def test_instances_of_any_type_side_by_side(tmp_path):
+    config = load_config(
+        write(
+            tmp_path,
+            "providers:\n"
+            "  ses-eu: {type: ses, region: eu-west-1, weight: 2}\n"
+            "  relay: {type: smtp, host: mail.example.org, port: 587, security: starttls}\n"
+            "  backup: {type: smtp, host: backup.example.org, timeout_seconds: 2}\n",
+        )
+    )
+    assert list(config.providers) == ["ses-eu", "relay", "backup"]
+    assert config.providers["ses-eu"].region == "eu-west-1"
+    assert config.providers["ses-eu"].weight == 2
+    assert (config.providers["relay"].host, config.providers["relay"].port) == (
+        "mail.example.org",
+        587,
+    )
+    assert config.celery_queues == ["pipeline", "ses-eu", "relay", "backup"]
+
+
+@pytest.mark.parametrize(
+    ("providers", "message"),
+    [
+        ("  relay: {type: smtp, port: 0}\n", "providers.relay.port: Input should be greater"),
+        ("  relay: {type: smtp, security: maybe}\n", "providers.relay.security: Input should be"),
+        ("  relay: {type: smtp, colour: red}\n", "providers.relay.colour: Extra inputs"),
+        ("  relay: {type: pigeon}\n", "providers.relay.type: unknown provider type 'pigeon'"),
+        ("  Relay!: {type: smtp}\n", "a provider name is lower case letters"),
+        ("  mail: {host: x}\n", "providers.mail.type: unknown provider type 'mail'"),
+    ],
+)
+def test_a_wrong_provider_entry_names_its_key(tmp_path, providers, message):
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, "providers:\n" + providers))
+    assert message in str(error.value)

@@ -9,8 +9,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from dispatch.queues import ensure_celery_queues, ensure_queues, verify_ses_identities
+from dispatch.queues import ensure_celery_queues, ensure_queues
 from gomail_site.aws import aws_client, queue_url
+from gomail_site.config import provider_type
 
 
 class Command(BaseCommand):
@@ -47,8 +48,11 @@ class Command(BaseCommand):
                 if gomail.celery.queue_urls
                 else ensure_celery_queues(gomail.celery, gomail.celery_queues)
             )
-            if gomail.providers.ses.enabled:
-                verify_ses_identities(gomail.providers.ses.verify_identities)
+            for name in gomail.enabled_providers:
+                instance = gomail.providers[name]
+                set_up = provider_type(instance.type).bootstrap
+                if set_up is not None:
+                    set_up(instance)
         except (BotoCoreError, ClientError) as exc:
             raise CommandError(f"bootstrap failed: {exc}") from exc
         self.stdout.write(f"dead-letter queue: {setup.dead_letter_url}")

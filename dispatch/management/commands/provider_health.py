@@ -13,7 +13,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         gomail = settings.GOMAIL
-        providers = [(name, cfg.enabled) for name, cfg in gomail.providers]
+        providers = [(name, cfg.enabled) for name, cfg in gomail.providers.items()]
         self.stdout.write(
             f"{'provider':<10} {'enabled':<8} {'healthy':<8} {'failing':>7} {'passing':>7} "
             f"{'in flight':>9}  since / last error"
