@@ -68,13 +68,3 @@ def ensure_celery_queues(celery: CeleryConfig, names: list[str]) -> dict[str, st
     """
     attributes = {"VisibilityTimeout": str(celery.visibility_timeout_seconds)}
     return {name: _ensure_queue(f"{celery.queue_name_prefix}{name}", attributes) for name in names}
-
-
-def verify_ses_identities(identities: list[str], region: str | None = None) -> None:
-    """Verify sender identities (domains or addresses) in SES; for the local moto SES."""
-    ses = aws_client("ses", region=region)
-    for identity in identities:
-        if "@" in identity:
-            ses.verify_email_identity(EmailAddress=identity)
-        else:
-            ses.verify_domain_identity(Domain=identity)

@@ -83,6 +83,18 @@ def _process_providers() -> dict[str, Provider]:
     return build_providers()
 
 
+def close_providers() -> None:
+    """Let this process's providers release what they hold (SMTP connections), at a worker
+    process's shutdown; the next send builds them afresh."""
+    if _process_providers.cache_info().currsize:
+        for provider in _process_providers().values():
+            try:
+                provider.close()
+            except Exception:
+                logger.exception("closing provider %s failed", provider.name)
+        _process_providers.cache_clear()
+
+
 _pools: dict[int, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
 

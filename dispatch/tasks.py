@@ -8,11 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import shared_task
+from celery.signals import worker_process_shutdown
 from django.core.management import call_command
 
 from dispatch import dead_letters, health_store
 from dispatch.inbox import ReceivedMessage
 from dispatch.pipeline import run_pipeline as run_pipeline_once
+from dispatch.sending import close_providers, close_send_pools
 from dispatch.sending import send_batch as send_batch_now
 
 logger = logging.getLogger(__name__)
@@ -69,3 +71,11 @@ def reconcile_dead_letters() -> dict[str, int]:
         "reconciled": dead_letters.reconcile_moved_by_sqs(),
         "expired": dead_letters.expire_messageless(),
     }
+
+
+@worker_process_shutdown.connect
+def _release_connections(**kwargs: Any) -> None:
+    """A provider worker's pool process ends: its sending threads and its providers'
+    connections (an SMTP relay's) go with it, closed rather than dropped."""
+    close_send_pools()
+    close_providers()

@@ -10,7 +10,8 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from devtools.moto_server import MotoServer, start_moto_server
-from dispatch.queues import QueueSetup, ensure_queues, verify_ses_identities
+from dispatch.providers.ses import verify_ses_identities
+from dispatch.queues import QueueSetup, ensure_queues
 from emails.models import ApiKey
 
 # The process harness's fixtures (stand-ins, process groups, clean queues), for every folder,

@@ -261,9 +261,19 @@ def _build(name: str, config: SesConfig, environ: Mapping[str, str]) -> SesProvi
     return SesProvider(aws_client("ses", attempts=1, region=config.region), name=name)
 
 
-def _bootstrap(config: SesConfig) -> None:
-    from dispatch.queues import verify_ses_identities
+def verify_ses_identities(identities: list[str], region: str | None = None) -> None:
+    """Verify sender identities (domains or addresses) in SES; for the local moto SES."""
+    from gomail_site.aws import aws_client
 
+    ses = aws_client("ses", region=region)
+    for identity in identities:
+        if "@" in identity:
+            ses.verify_email_identity(EmailAddress=identity)
+        else:
+            ses.verify_domain_identity(Domain=identity)
+
+
+def _bootstrap(config: SesConfig) -> None:
     verify_ses_identities(config.verify_identities, region=config.region)
 
 

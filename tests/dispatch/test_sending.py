@@ -29,6 +29,7 @@ from tests.dispatch.realparts import (
     dead_letters,
     incoming_queue,
     levels,
+    outgoing_email,
     put,
     receive_exactly,
     wire_email,
@@ -644,3 +645,27 @@ def test_a_message_near_sqs_max_receive_count_is_given_up_by_gomail(aws, provide
     assert record.status == Email.Status.DEAD
     assert f"received {worn.receive_count} times" in record.last_error
     assert len(dead_letters()) == 1
+
+
+def test_a_worker_process_closes_its_providers_connections_when_it_ends(settings):
+    """The SMTP relay's connection a sending thread kept is closed, not dropped, when the
+    worker process ends (``dispatch.tasks``: Celery's worker_process_shutdown)."""
+    from devtools.smtp_stub import start_smtp_stub
+    from dispatch import sending
+    from dispatch.tasks import _release_connections
+    from gomail_site.config import Providers
+
+    with start_smtp_stub() as stub:
+        relay = {"type": "smtp", "host": stub.smtp_host, "port": stub.smtp_port}
+        settings.GOMAIL = settings.GOMAIL.model_copy(
+            update={"providers": Providers.parse({"relay": relay})}
+        )
+        sending.close_providers()
+        [provider] = sending._process_providers().values()
+        provider.send(outgoing_email())
+        assert provider.open_connections == 1
+
+        _release_connections()
+
+        assert provider.open_connections == 0
+        assert sending._process_providers.cache_info().currsize == 0

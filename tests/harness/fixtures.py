@@ -25,7 +25,8 @@ from django.conf import settings as django_settings
 
 from devtools.moto_server import MotoServer
 from devtools.sendgrid_stub import SendGridStub, start_sendgrid_stub
-from dispatch.queues import ensure_queues, verify_ses_identities
+from dispatch.providers.ses import verify_ses_identities
+from dispatch.queues import ensure_queues
 from tests.harness.environment import FAST_TIMINGS, service_environment, with_overrides
 from tests.harness.processes import ProcessGroup, stop_every
 from tests.harness.queues import (

@@ -17,7 +17,8 @@ from gomail_site.config import provider_type
 class Command(BaseCommand):
     help = (
         "Idempotently create the incoming SQS queues, the dead-letter queue with its redrive "
-        "policy, the cache table, and verify the configured SES sender identities."
+        "policy, the cache tables, and each enabled provider's own set-up (SES: its sender "
+        "identities in the local moto)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
