@@ -2,8 +2,8 @@
 its stand-ins or the pipeline uses it (``from tests import harness``).
 
 - ``processes``: start/stop any Procfile process (gunicorn, the pipeline and provider workers,
-  beat, moto, the SendGrid stand-in) on the port it picks itself, in its own process group,
-  with its log; ``run_checked`` for one-shot commands.
+  beat, moto, the SendGrid and SMTP stand-ins) on the port it picks itself, in its own
+  process group, with its log; ``run_checked`` for one-shot commands.
 - ``environment``: the environment and configuration overrides of those processes.
 - ``queues``: the test's view of SQS (counts, purges, dead letters) and of moto's SES.
 - ``emails``: test emails in through the API or straight onto a queue.
@@ -47,6 +47,7 @@ from tests.harness.processes import (
     ProcessGroup,
     ServiceProcess,
     run_checked,
+    smtp_address,
     wait_healthy,
 )
 from tests.harness.queues import (
@@ -100,6 +101,7 @@ __all__ = [
     "service_environment",
     "ses_messages",
     "settled",
+    "smtp_address",
     "take_ledger",
     "wait_for",
     "wait_healthy",

@@ -1,13 +1,13 @@
 """Start and stop any process of the service, as the Procfile runs it.
 
 ``ProcessGroup`` starts ``celery worker`` / ``celery beat``, gunicorn, moto and the SendGrid
-stand-in as subprocesses sharing one environment, each in its own session (process group) with
-its output in a log file. A server is started on port 0 and the port it picked is read back
-from its log line ("Listening at: http://127.0.0.1:PORT"), so two test runs never race for a
-port. ``stop_all`` sends SIGTERM (Celery's warm shutdown) then SIGKILLs whatever is left of
-every process group, so no pool child survives; ``ServiceProcess.kill()`` is the crash.
-Every process is also registered for an ``atexit`` sweep, and ``logs()`` gives the tail of
-each log for a failing test's report.
+and SMTP stand-ins as subprocesses sharing one environment, each in its own session (process
+group) with its output in a log file. A server is started on port 0 and the port it picked is
+read back from its log line ("Listening at: http://127.0.0.1:PORT"), so two test runs never
+race for a port. ``stop_all`` sends SIGTERM (Celery's warm shutdown) then SIGKILLs whatever
+is left of every process group, so no pool child survives; ``ServiceProcess.kill()`` is the
+crash. Every process is also registered for an ``atexit`` sweep, and ``logs()`` gives the tail
+of each log for a failing test's report.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ BEAT_READY = "beat: Starting..."
 GUNICORN_LISTENING = re.compile(r"Listening at: (http://[\d.]+:\d+)")
 MOTO_LISTENING = re.compile(r"moto server listening on (http://[\d.]+:\d+)")
 STUB_LISTENING = re.compile(r"SendGrid stand-in listening on (http://[\d.]+:\d+)")
+# The SMTP stand-in's control API is its ``url``; its SMTP address is read by ``smtp_address``.
+SMTP_STUB_LISTENING = re.compile(
+    r"SMTP stand-in listening on smtp://[\d.]+:\d+ \(control API on (http://[\d.]+:\d+)\)"
+)
+SMTP_ADDRESS = re.compile(r"SMTP stand-in listening on smtp://([\d.]+):(\d+)")
 
 
 T = TypeVar("T")
@@ -255,6 +260,14 @@ def stop_every(items: Sequence[T], stop: Callable[[T], None]) -> None:
         raise ProcessFailed("; ".join(errors))
 
 
+def smtp_address(process: ServiceProcess) -> tuple[str, int]:
+    """The SMTP host and port of an SMTP stand-in started by ``ProcessGroup.smtp`` (ready)."""
+    found = SMTP_ADDRESS.search(process.log_text())
+    if found is None:
+        raise ProcessFailed(f"{process.name} printed no SMTP address:\n{process.tail()}")
+    return found.group(1), int(found.group(2))
+
+
 def wait_healthy(process: ServiceProcess, timeout: float = READY_TIMEOUT_SECONDS) -> None:
     """Wait until the server ``process`` (its ``url`` known) answers ``/healthz`` with 200."""
     process.wait_ready()
@@ -341,6 +354,13 @@ class ProcessGroup:
         if api_key is not None:
             argv += ["--api-key", api_key]
         return self.process(name, argv, STUB_LISTENING, **options)
+
+    def smtp(self, name: str = "smtp", **options: object) -> ServiceProcess:
+        """``python -m devtools.smtp_stub`` (plain SMTP, no AUTH) on ports of its own choosing:
+        ``.url`` is its HTTP control API, ``smtp_address(process)`` its SMTP host and port."""
+        argv = [PYTHON, "-m", "devtools.smtp_stub", "--host", "127.0.0.1"]
+        argv += ["--port", "0", "--http-port", "0"]
+        return self.process(name, argv, SMTP_STUB_LISTENING, **options)
 
     def gunicorn(
         self,

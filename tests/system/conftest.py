@@ -9,8 +9,9 @@ a fault proxy.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -22,34 +23,40 @@ from emails.models import ApiKey
 from tests import harness
 from tests.harness.fixtures import STUB_API_KEY, failed
 from tests.system import ledger
-from tests.system.stack import QUEUE_PREFIX, SYSTEM_OVERRIDES, Stack
+from tests.system.stack import QUEUE_PREFIX, SYSTEM_OVERRIDES, THREE_PROVIDER_OVERRIDES, Stack
 
 
 def database_name() -> str:
     return connection.vendor  # "sqlite" or "postgresql"
 
 
-@pytest.fixture(scope="module")
-def stack(
-    django_db_setup: None,
+@contextlib.contextmanager
+def running_stack(
     django_db_blocker: Any,
     tmp_path_factory: pytest.TempPathFactory,
+    *,
+    smtp: bool = False,
 ) -> Iterator[Stack]:
-    """The whole service, started once for the module and stopped after its last test."""
+    """The whole service (with the SMTP stand-in as a third provider if ``smtp``), and this
+    process's settings matching it, until the block ends."""
+    overrides: Mapping[str, Any] = (
+        harness.merge(SYSTEM_OVERRIDES, THREE_PROVIDER_OVERRIDES) if smtp else SYSTEM_OVERRIDES
+    )
     base_env = harness.service_environment(
         queue_prefix=QUEUE_PREFIX,
         sendgrid_url="http://127.0.0.1:1",  # replaced by the stand-in's, once it is up
         sendgrid_api_key=STUB_API_KEY,
-        overrides=SYSTEM_OVERRIDES,
+        overrides=overrides,
     )
     with django_db_blocker.unblock():
-        running = Stack.start(base_env, tmp_path_factory.mktemp("system"))
+        running = Stack.start(base_env, tmp_path_factory.mktemp("system"), smtp=smtp)
     # This process checks the stack's moto directly, with the stack's queue prefix.
     gomail = harness.with_overrides(
         settings.GOMAIL,
         harness.merge(
             harness.FAST_TIMINGS,
-            SYSTEM_OVERRIDES,
+            overrides,
+            {"providers": running.smtp_overrides()},
             # The stack's moto is busy serving the whole service: this process's checks wait
             # longer for an answer than a service's call would (a copy, not re-validated).
             {"aws": {"endpoint_url": running.moto_url, "client_timeout_seconds": 30}},
@@ -63,6 +70,18 @@ def stack(
     finally:
         override.disable()
         running.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    django_db_setup: None,
+    django_db_blocker: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    """The whole service (SES and SendGrid), started once for the module and stopped after its
+    last test."""
+    with running_stack(django_db_blocker, tmp_path_factory) as running:
+        yield running
 
 
 class Scenario:
@@ -103,7 +122,9 @@ class Scenario:
         note: str = "",
     ) -> harness.Ledger:
         """Take the ledger, add the scenario's row to the table, and fail on any violation."""
-        taken = harness.take_ledger(ids, self.stack.stub, self.stack.moto_url)
+        taken = harness.take_ledger(
+            ids, self.stack.stub, self.stack.moto_url, smtp_stub=self.stack.smtp
+        )
         result, problems = ledger.judge(
             self.name,
             database_name(),
@@ -122,10 +143,12 @@ class Scenario:
 def scenario(
     request: pytest.FixtureRequest, stack: Stack, transactional_db: None
 ) -> Iterator[Scenario]:
-    """A scenario on a healed stack (every role running, the stand-in reset), with an API key;
+    """A scenario on a healed stack (every role running, the stand-ins reset), with an API key;
     the stack's logs are shown when it fails."""
     stack.heal()
     stack.stub.reset()
+    if stack.smtp is not None:
+        stack.smtp.reset()
     stack.ensure_running()
     _, key = ApiKey.create_key(f"system {request.node.name}")
     yield Scenario(request.node.name.removeprefix("test_"), stack, key)

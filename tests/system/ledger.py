@@ -1,10 +1,10 @@
 """The system tests' verdict on a scenario: where every accepted email ended, and the table.
 
 The rule (DESIGN.md invariants 2 and 3): every accepted ``messageId`` ends ``sent`` and was
-delivered (counted at moto's SES store and the SendGrid stand-in's record), or ``dead`` and in
-the dead-letter queue with a reason; nothing else. A second copy is allowed only where the
-caller says so (a provider call's outcome was unknown: a crash or a timeout), and then no more
-extra copies than the record's ``unknown_outcomes``.
+delivered (counted at moto's SES store, the SendGrid stand-in's record and, on a stack that runs
+it, the SMTP stand-in's), or ``dead`` and in the dead-letter queue with a reason; nothing else.
+A second copy is allowed only where the caller says so (a provider call's outcome was unknown:
+a crash or a timeout), and then no more extra copies than the record's ``unknown_outcomes``.
 """
 
 from __future__ import annotations

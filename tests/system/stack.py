@@ -3,9 +3,13 @@
 ``Stack.start`` launches, as subprocesses: moto (``python -m devtools.moto_server``), the
 SendGrid stand-in (``python -m devtools.sendgrid_stub``), ``manage.py bootstrap``, the API under
 gunicorn, the pipeline worker, the provider worker and celery beat, which drives the pipeline
-(the tests never run it themselves). Every service process reaches moto through its own
-``AwsFaultProxy`` (one per role, so that a fault can hit every process or just one) and, on
-PostgreSQL, the database through one ``TcpProxy``. The test process itself talks to moto and
+(the tests never run it themselves). With ``smtp=True`` it also starts the SMTP stand-in
+(``python -m devtools.smtp_stub``) and enables the ``smtp`` provider on it (the third provider
+of ``THREE_PROVIDER_OVERRIDES``); without, SES and SendGrid only, as the suite was written for.
+
+Every service process reaches moto through its own ``AwsFaultProxy`` (one per role, so that a
+fault can hit every process or just one) and, on PostgreSQL, the database through one
+``TcpProxy``. The test process itself talks to moto and
 the database directly: its checks never pass through a fault.
 
 Processes are managed by ``tests.harness.ProcessGroup`` (ready lines in log files, ports the
@@ -52,6 +56,21 @@ SYSTEM_OVERRIDES: dict[str, Any] = {
     "api": {"rate_limit_per_key": "1000000/min", "rate_limit_per_user": "1000000/min"},
 }
 
+# Loopback, but on 2 cores shared with the rest of the suite: a timed-out send is an unknown
+# outcome (a possible duplicate), so not too short.
+SMTP_TIMEOUT_SECONDS = 2
+# On top of SYSTEM_OVERRIDES, with the SMTP stand-in (its host and port are added once it is
+# up). A third enabled provider is a fourth call per batch in the start-up timing check, and an
+# SMTP send may wait 12 x its timeout: 4 x 12 x 2 s = 96 s, within 100 s visibility timeouts
+# (which only a crash scenario would wait out; this stack has none).
+THREE_PROVIDER_OVERRIDES: dict[str, Any] = {
+    "sqs": {"visibility_timeout_seconds": 100},
+    "celery": {"visibility_timeout_seconds": 100},
+    "providers": {
+        "smtp": {"enabled": True, "security": "none", "timeout_seconds": SMTP_TIMEOUT_SECONDS}
+    },
+}
+
 
 class StubClient:
     """The SendGrid stand-in subprocess over its HTTP control API (``/_stub/...``); quacks like
@@ -80,6 +99,18 @@ class StubClient:
         requests.post(f"{self.url}/_stub/reset", timeout=10).raise_for_status()
 
 
+class SmtpStubClient(StubClient):
+    """The SMTP stand-in subprocess over its HTTP control API (same ``/_stub/`` shape; its
+    faults are ``failRate``, ``failCode``, ``failStage``, ``delayMs``, ``dropConnection``)."""
+
+    def __init__(self, url: str, address: tuple[str, int]) -> None:
+        super().__init__(url, api_key="")
+        self.host, self.port = address
+
+    def heal(self) -> None:
+        requests.post(f"{self.url}/_stub/heal", timeout=10).raise_for_status()
+
+
 @dataclass
 class Ingest:
     """What the API answered to a set of emails."""
@@ -97,10 +128,19 @@ class Ingest:
 class Stack:
     """The running service; see the module docstring. Build with ``Stack.start``."""
 
-    def __init__(self, group: harness.ProcessGroup, moto_url: str, stub: StubClient) -> None:
+    def __init__(
+        self,
+        group: harness.ProcessGroup,
+        moto_url: str,
+        stub: StubClient,
+        smtp: SmtpStubClient | None = None,
+    ) -> None:
         self.group = group
         self.moto_url = moto_url
         self.stub = stub
+        self.smtp = smtp
+        # The provider worker's queues (the Procfile's provider_queues: the enabled providers).
+        self.provider_queues = ("ses", "sendgrid", "smtp") if smtp else ("ses", "sendgrid")
         self.proxies: dict[str, AwsFaultProxy] = {}
         self.db_proxy: TcpProxy | None = None
         self.env: dict[str, str] = {}
@@ -111,14 +151,19 @@ class Stack:
     # --- start and stop -------------------------------------------------------------------
 
     @classmethod
-    def start(cls, base_env: Mapping[str, str], log_dir: Path) -> Stack:
+    def start(cls, base_env: Mapping[str, str], log_dir: Path, *, smtp: bool = False) -> Stack:
         """Start everything; ``base_env`` is ``harness.service_environment``'s (test database,
-        timings, stand-in). Stops what it started if any step fails."""
+        timings, stand-in; with ``smtp``, ``THREE_PROVIDER_OVERRIDES`` too). Stops what it
+        started if any step fails."""
         group = harness.ProcessGroup("system", base_env, log_dir)
         try:
             moto = group.moto()
             stub = group.sendgrid(STUB_API_KEY)
-            stack = cls(group, moto.url, StubClient(stub.url, STUB_API_KEY))
+            relay = None
+            if smtp:
+                process = group.smtp()
+                relay = SmtpStubClient(process.url, harness.smtp_address(process))
+            stack = cls(group, moto.url, StubClient(stub.url, STUB_API_KEY), relay)
             stack._start_services(base_env)
         except BaseException:
             group.stop_all()
@@ -128,6 +173,7 @@ class Stack:
     def _start_services(self, base_env: Mapping[str, str]) -> None:
         self.env = dict(base_env)
         self.env["GOMAIL_PROVIDERS__SENDGRID__HOST"] = self.stub.url
+        self.env.update(harness.config_env({"providers": self.smtp_overrides()}))
         if "DATABASE_URL" in self.env:
             parts = urlsplit(self.env["DATABASE_URL"])
             self.db_proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5432))
@@ -145,15 +191,25 @@ class Stack:
         for role in ROLES:
             self.start_role(role)
 
+    def smtp_overrides(self) -> dict[str, Any]:
+        """The ``providers`` overrides pointing the smtp provider at the stand-in (none without
+        it)."""
+        if self.smtp is None:
+            return {}
+        return {"smtp": {"host": self.smtp.host, "port": self.smtp.port}}
+
     def role_env(self, role: str) -> dict[str, str]:
         return {**self.env, "GOMAIL_AWS__ENDPOINT_URL": self.proxies[role].url}
 
     def start_role(
-        self, role: str, *, wait: bool = True, provider_queues: Sequence[str] = ("ses", "sendgrid")
+        self, role: str, *, wait: bool = True, provider_queues: Sequence[str] | None = None
     ) -> harness.ServiceProcess:
         """Start (again) the process of ``role``, as the Procfile starts it (the provider
-        worker on ``provider_queues``: a scenario may leave a provider's queue unconsumed)."""
+        worker on ``provider_queues``, by default every enabled provider's: a scenario may
+        leave a provider's queue unconsumed)."""
         env = self.role_env(role)
+        if provider_queues is None:
+            provider_queues = self.provider_queues
         if role == "web":
             process = self.group.gunicorn("web", workers=WEB_WORKERS, env=env, wait=wait)
             self.api_url = process.url
@@ -193,8 +249,10 @@ class Stack:
         return sum(proxy.counts()[(service, mode)] for proxy in self.proxies.values())
 
     def heal(self) -> None:
-        """Every fault off (the stand-in keeps its record of messages)."""
+        """Every fault off (the stand-ins keep their record of messages)."""
         self.stub.heal()
+        if self.smtp is not None:
+            self.smtp.heal()
         for proxy in self.proxies.values():
             proxy.heal()
         if self.db_proxy is not None:

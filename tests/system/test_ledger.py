@@ -16,6 +16,7 @@ def ledger(
     *,
     ses: dict[str, int] | None = None,
     sendgrid: dict[str, int] | None = None,
+    smtp: dict[str, int] | None = None,
     unknown: dict[str, int] | None = None,
     dead: dict[str, str] | None = None,
 ) -> Ledger:
@@ -33,6 +34,7 @@ def ledger(
         ],
         stub_attempts=0,
         stub_failures=0,
+        smtp=Counter(smtp or {}),
     )
 
 
@@ -43,6 +45,18 @@ def test_every_email_sent_once_holds():
 
     assert problems == []
     assert (result.accepted, result.sent, result.lost, result.duplicates) == (2, 2, 0, 0)
+
+
+def test_a_copy_at_the_smtp_relay_counts_like_the_others():
+    relayed = ledger({"a": "sent", "b": "sent"}, ses={"a": 1}, smtp={"b": 1})
+    twice = ledger({"a": "sent"}, sendgrid={"a": 1}, smtp={"a": 1})
+
+    result, problems = judge("x", "sqlite", relayed, drain_seconds=1.0)
+    _, duplicated = judge("x", "sqlite", twice, drain_seconds=1.0)
+
+    assert problems == [] and (result.sent, result.lost) == (2, 0)
+    assert relayed.delivered_by("smtp") == 1 and relayed.undelivered == []
+    assert duplicated == ["a delivered 2 times"]
 
 
 def test_an_email_neither_delivered_nor_dead_lettered_is_lost():
