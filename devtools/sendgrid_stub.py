@@ -28,7 +28,6 @@ Django or any product package.
 from __future__ import annotations
 
 import argparse
-import copy
 import hmac
 import json
 import logging
@@ -47,7 +46,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeGuard
 
-from devtools.serving import BackgroundServer, run_until_signalled, serve_in_thread
+from devtools.serving import ControlledStub, run_until_signalled, serve_in_thread
 
 logger = logging.getLogger(__name__)
 
@@ -527,41 +526,18 @@ def default_api_key() -> str:
     return os.environ.get("SENDGRID_API_KEY") or DEFAULT_API_KEY
 
 
-class SendGridStub(BackgroundServer):
-    """A running SendGrid stand-in in a daemon thread. Use :func:`start_sendgrid_stub`."""
+class SendGridStub(ControlledStub):
+    """A running SendGrid stand-in in a daemon thread. Use :func:`start_sendgrid_stub`.
+
+    ``configure`` takes ``fail_rate``, ``fail_status``, ``delay_ms`` and
+    ``retry_after_seconds``; ``messages()`` are ``{"messageId", "receivedAt", "payload"}``."""
 
     _KWARGS = {f.name: _camel(f.name) for f in fields(StubConfig)}
+    _config_error = ConfigError
 
     def __init__(self, server: _StubServer, thread: threading.Thread) -> None:
         super().__init__(server, thread)
         self.api_key: str = server.api_key
-
-    def configure(self, **kwargs: object) -> dict[str, Any]:
-        """Merge snake_case options (``fail_rate``, ``fail_status``, ``delay_ms``,
-        ``retry_after_seconds``) into the fault config; return it as JSON (camelCase).
-        Raises :class:`ConfigError` (a ``ValueError``) and changes nothing if any is invalid.
-        """
-        unknown = sorted(set(kwargs) - set(self._KWARGS))
-        if unknown:
-            raise ConfigError(unknown[0], f"Unknown option {unknown[0]!r}.")
-        updates = {self._KWARGS[name]: value for name, value in kwargs.items()}
-        return self._server.state.configure(updates).to_json()
-
-    def config(self) -> dict[str, Any]:
-        """The current fault config, as ``GET /_stub/config`` returns it."""
-        return self._server.state.config().to_json()
-
-    def messages(self) -> list[dict[str, Any]]:
-        """Copies of the recorded messages: ``{"messageId", "receivedAt", "payload"}``."""
-        return copy.deepcopy(self._server.state.snapshot()["messages"])
-
-    def snapshot(self) -> dict[str, Any]:
-        """A copy of what ``GET /_stub/messages`` returns (messages, attempts, failures)."""
-        return copy.deepcopy(self._server.state.snapshot())
-
-    def reset(self) -> None:
-        """Clear messages, counters and config, as ``POST /_stub/reset`` does."""
-        self._server.state.reset()
 
 
 def start_sendgrid_stub(

@@ -3,6 +3,7 @@ foreground until SIGINT / SIGTERM (how honcho stops them on Ctrl-C)."""
 
 from __future__ import annotations
 
+import copy
 import signal
 import threading
 from collections.abc import Callable
@@ -89,3 +90,41 @@ def run_until_signalled(start: Callable[[], Any], announce: Callable[[Any], str]
     finally:
         server.stop()
     return 0
+
+
+class ControlledStub(BackgroundServer):
+    """A stand-in with fault controls and a record (``self._server.state``: ``configure``,
+    ``config``, ``snapshot``, ``reset``), as both the SendGrid and the SMTP stand-ins are:
+    the in-process handle of what their ``/_stub/`` HTTP API does.
+
+    ``_KWARGS`` maps each snake_case option to its camelCase config key; ``_config_error`` is
+    the stand-in's ``ConfigError(field, message)``."""
+
+    _KWARGS: dict[str, str]
+    _config_error: type[ValueError]
+
+    def configure(self, **kwargs: object) -> dict[str, Any]:
+        """Merge snake_case options into the fault config; return it as JSON (camelCase).
+        Raises the stand-in's ``ConfigError`` (a ``ValueError``) and changes nothing if any
+        is invalid."""
+        unknown = sorted(set(kwargs) - set(self._KWARGS))
+        if unknown:
+            raise self._config_error(unknown[0], f"Unknown option {unknown[0]!r}.")
+        updates = {self._KWARGS[name]: value for name, value in kwargs.items()}
+        return self._server.state.configure(updates).to_json()
+
+    def config(self) -> dict[str, Any]:
+        """The current fault config, as ``GET /_stub/config`` returns it."""
+        return self._server.state.config().to_json()
+
+    def messages(self) -> list[dict[str, Any]]:
+        """Copies of the recorded messages (their keys: the stand-in's module docstring)."""
+        return copy.deepcopy(self._server.state.snapshot()["messages"])
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of what ``GET /_stub/messages`` returns."""
+        return copy.deepcopy(self._server.state.snapshot())
+
+    def reset(self) -> None:
+        """Clear messages, counters and config, as ``POST /_stub/reset`` does."""
+        self._server.state.reset()

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import datetime as dt
 import email
 import email.policy
@@ -71,7 +70,7 @@ from typing import Any, TypeGuard
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from devtools.sendgrid_stub import fails
-from devtools.serving import BackgroundServer, run_until_signalled, serve_in_thread, stop_serving
+from devtools.serving import ControlledStub, run_until_signalled, serve_in_thread, stop_serving
 
 logger = logging.getLogger(__name__)
 
@@ -636,11 +635,13 @@ class _ControlHandler(BaseHTTPRequestHandler):
 # --- Python API ------------------------------------------------------------------------------
 
 
-class SmtpStub(BackgroundServer):
+class SmtpStub(ControlledStub):
     """A running SMTP stand-in: the SMTP listener (``smtp_host``, ``smtp_port``) and its HTTP
     control server (``url``, from ``BackgroundServer``). Use :func:`start_smtp_stub`."""
 
+    # configure(): fail_rate, fail_code, fail_stage, delay_ms, drop_connection.
     _KWARGS = {f.name: _camel(f.name) for f in fields(StubConfig)}
+    _config_error = ConfigError
 
     def __init__(
         self,
@@ -673,35 +674,9 @@ class SmtpStub(BackgroundServer):
             raise RuntimeError("this SMTP stand-in was started without TLS")
         return ssl.create_default_context(cadata=self.certificate_pem)
 
-    def configure(self, **kwargs: object) -> dict[str, Any]:
-        """Merge snake_case options (``fail_rate``, ``fail_code``, ``fail_stage``, ``delay_ms``,
-        ``drop_connection``) into the fault config; return it as JSON (camelCase).
-        Raises :class:`ConfigError` (a ``ValueError``) and changes nothing if any is invalid.
-        """
-        unknown = sorted(set(kwargs) - set(self._KWARGS))
-        if unknown:
-            raise ConfigError(unknown[0], f"Unknown option {unknown[0]!r}.")
-        updates = {self._KWARGS[name]: value for name, value in kwargs.items()}
-        return self._server.state.configure(updates).to_json()
-
-    def config(self) -> dict[str, Any]:
-        return self._server.state.config().to_json()
-
-    def messages(self) -> list[dict[str, Any]]:
-        """Copies of the recorded messages (see the module docstring for their keys)."""
-        return copy.deepcopy(self._server.state.snapshot()["messages"])
-
-    def snapshot(self) -> dict[str, Any]:
-        """A copy of what ``GET /_stub/messages`` returns."""
-        return copy.deepcopy(self._server.state.snapshot())
-
     def connections(self) -> int:
         """How many SMTP connections clients opened since the last reset."""
         return self._server.state.snapshot()["connections"]
-
-    def reset(self) -> None:
-        """Clear messages, counters and config, as ``POST /_stub/reset`` does."""
-        self._server.state.reset()
 
     def heal(self) -> None:
         """Clear the fault config only, as ``POST /_stub/heal`` does."""

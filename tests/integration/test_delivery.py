@@ -66,6 +66,19 @@ def thresholds(ready: harness.ProcessGroup, gomail_overrides: Any) -> harness.Pr
     return ready
 
 
+def seed_sendgrid_unhealthy() -> None:
+    """SendGrid where an outage left it (the pipeline is the only writer, and none runs yet)."""
+    health_store.save_state(
+        "sendgrid",
+        HealthState(
+            healthy=False,
+            consecutive_failures=THRESHOLD,
+            changed_at=timezone.now(),
+            last_error="HTTP 500: outage (seeded by the test)",
+        ),
+    )
+
+
 def settle(ids: list[str], timeout: float = 60) -> list[harness.PipelineRun]:
     return harness.drive_pipeline(lambda: harness.settled(ids), timeout)
 
@@ -264,16 +277,7 @@ def test_sendgrid_recovers_after_the_threshold_of_passing_probes_and_takes_half_
     sendgrid_stub: SendGridStub,
     integration_aws: MotoServer,
 ) -> None:
-    # Where an outage left it (the pipeline is the only writer, and none runs yet).
-    health_store.save_state(
-        "sendgrid",
-        HealthState(
-            healthy=False,
-            consecutive_failures=THRESHOLD,
-            changed_at=timezone.now(),
-            last_error="HTTP 500: outage (seeded by the test)",
-        ),
-    )
+    seed_sendgrid_unhealthy()
     ids: list[str] = []
     runs: list[harness.PipelineRun] = []
     extra_runs = 6  # runs fed with emails once SendGrid is healthy again
@@ -331,15 +335,7 @@ def test_at_one_email_a_run_a_recovered_sendgrid_is_probed_and_healthy_again(
 ) -> None:
     """One message a run would always go to the healthy provider: a probe turn (one run in
     ``health.low_traffic_probe_every_runs``) sends it to the unhealthy one instead."""
-    health_store.save_state(
-        "sendgrid",
-        HealthState(
-            healthy=False,
-            consecutive_failures=THRESHOLD,
-            changed_at=timezone.now(),
-            last_error="HTTP 500: outage (seeded by the test)",
-        ),
-    )
+    seed_sendgrid_unhealthy()
     ids: list[str] = []
     runs: list[harness.PipelineRun] = []
     for _ in range(20):
