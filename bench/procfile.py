@@ -27,9 +27,11 @@ class WebCommand:
 
 @dataclass(frozen=True)
 class WorkerCommand:
-    """A ``celery worker`` line: its queues and pool size."""
+    """A ``celery worker`` line: its queues (None: the line asks ``manage.py
+    provider_queues``, i.e. the enabled providers of the configuration it runs with) and pool
+    size."""
 
-    queues: list[str]
+    queues: list[str] | None
     concurrency: int
 
 
@@ -84,4 +86,9 @@ def worker_command(root: Path, name: str) -> WorkerCommand:
             options[option.lstrip("-")[:1].upper()] = (
                 inline if inline is not None else argv[index + 1]
             )
-    return WorkerCommand(queues=options["Q"].split(","), concurrency=int(options.get("C", "1")))
+    queues = options["Q"]
+    from_config = queues.startswith("$(") and "provider_queues" in queues
+    return WorkerCommand(
+        queues=None if from_config else queues.split(","),
+        concurrency=int(options.get("C", "1")),
+    )

@@ -32,6 +32,7 @@ from bench.cpu import cpu_seconds
 from bench.options import Options
 from bench.report import RESULTS_DIR
 from bench.sqs_constant import READY_LINE as CONSTANT_READY_LINE
+from gomail_site.config import load_config
 from tests import harness
 from tests.harness import REPO_ROOT
 from tests.harness.fixtures import STUB_API_KEY
@@ -250,8 +251,10 @@ class BenchStack:
         root = self.options.service_root
         for role in ("pipeline", "providers"):
             command = procfile.worker_command(root, role)
+            # As `manage.py provider_queues` prints them with the benchmarks' configuration.
+            queues = command.queues or load_config(CONFIG_PATH).enabled_providers
             self.processes[role] = self.service.worker(
-                role, command.queues, concurrency=command.concurrency, wait=False
+                role, queues, concurrency=command.concurrency, wait=False
             )
         self.processes["beat"] = self.service.beat("beat", wait=False)
         # Each one's CPU at its ready line: what it costs to start is not what it costs to run.

@@ -70,12 +70,18 @@ class Call:
 
 def build_providers() -> dict[str, Provider]:
     """Every enabled provider instance, built by its module from the configuration and the
-    environment's secrets."""
+    environment's secrets. One that cannot be built is left out, logged: its batches are sent
+    by the others (``delivery.try_order``) rather than no provider sending anything."""
     providers = settings.GOMAIL.providers
-    return {
-        name: provider_type(providers[name].type).build(name, providers[name], os.environ)
-        for name in settings.GOMAIL.enabled_providers
-    }
+    built: dict[str, Provider] = {}
+    for name in settings.GOMAIL.enabled_providers:
+        try:
+            built[name] = provider_type(providers[name].type).build(
+                name, providers[name], os.environ
+            )
+        except Exception:
+            logger.exception("provider %s cannot be built: left out of this worker", name)
+    return built
 
 
 @lru_cache(maxsize=1)

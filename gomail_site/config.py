@@ -10,6 +10,7 @@ environment (see ``gomail_site.settings``).
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import os
 import re
@@ -174,10 +175,23 @@ class ProviderConfig(Section):
 
 # The built-in provider types, each a module of dispatch/providers/.
 BUILT_IN_PROVIDER_TYPES = ("ses", "sendgrid", "smtp")
-# The embedded defaults (make run): one instance of each built-in type, named after it.
+# The embedded defaults (make run, no providers: section): one instance of each built-in type,
+# named after it.
 DEFAULT_PROVIDERS: dict[str, dict[str, Any]] = {name: {} for name in BUILT_IN_PROVIDER_TYPES}
+# What the original's two sections meant, and still mean: SES and SendGrid, one each.
+LEGACY_PROVIDERS: dict[str, dict[str, Any]] = {"ses": {}, "sendgrid": {}}
 PROBLEM_SEPARATOR = "\n"
-_PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+# As long as the database's provider columns allow (32).
+_PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def _json_or_text(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def provider_type(type_name: str) -> Any:
@@ -231,20 +245,25 @@ class Providers(Mapping[str, ProviderConfig]):
     def parse(cls, raw: Any) -> Providers:
         """Validate the ``providers:`` section: each entry by its type's own model.
 
-        An entry without ``type`` named after a built-in type is that type (the original
-        two-section config: ``ses:`` and ``sendgrid:``). A section made only of such entries
-        changes those instances and keeps the other defaults, as the original sections did;
-        a section with any ``type`` is the whole list of instances.
+        An entry without ``type`` named after a built-in type is that type. A section made
+        only of such entries is the original's: it changes the SES and SendGrid instances and
+        keeps the other of the two (``ses:`` alone still means SendGrid too, as it did); the
+        SMTP relay is there only when listed. A section with any ``type`` is the whole list of
+        instances. No section at all: the three defaults.
         """
         if isinstance(raw, Providers):
             return raw
         if not isinstance(raw, Mapping):
             raise ValueError("providers must be a mapping of provider names to their options")
-        legacy = all(
+        if not raw:
+            entries: dict[str, Any] = dict(DEFAULT_PROVIDERS)
+        elif all(
             isinstance(options, Mapping) and "type" not in options and name in DEFAULT_PROVIDERS
             for name, options in raw.items()
-        )
-        entries = {**DEFAULT_PROVIDERS, **raw} if legacy else dict(raw)
+        ):
+            entries = {**LEGACY_PROVIDERS, **raw}
+        else:
+            entries = dict(raw)
         instances: dict[str, ProviderConfig] = {}
         problems = []
         for name, options in entries.items():
@@ -254,7 +273,11 @@ class Providers(Mapping[str, ProviderConfig]):
             if isinstance(options, ProviderConfig):
                 instances[name] = options
                 continue
-            options = dict(options or {})
+            if options is not None and not isinstance(options, Mapping):
+                problems.append(f"{name}: its options must be a mapping (type: ..., ...)")
+                continue
+            # An environment override of a list or a mapping arrives as its JSON text.
+            options = {key: _json_or_text(value) for key, value in dict(options or {}).items()}
             type_name = str(options.setdefault("type", name))
             try:
                 model = provider_type(type_name).config
@@ -269,6 +292,10 @@ class Providers(Mapping[str, ProviderConfig]):
         if problems:
             raise ValueError(PROBLEM_SEPARATOR.join(problems))
         return cls(instances)
+
+    @property
+    def enabled(self) -> list[str]:
+        return [name for name, provider in self._instances.items() if provider.enabled]
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
@@ -347,6 +374,19 @@ class GomailConfig(BaseSettings):
     security: SecurityConfig = SecurityConfig()
 
     @model_validator(mode="after")
+    def _every_celery_queue_has_its_url(self) -> GomailConfig:
+        # Production names every queue (kombu's predefined queues): one left out would take
+        # no task, and the pipeline's batches for it would wait out their visibility timeout.
+        urls = self.celery.queue_urls
+        missing = [name for name in self.celery_queues if urls and name not in urls]
+        if missing:
+            raise ValueError(
+                f"celery.queue_urls has no URL for the queue(s) {', '.join(missing)} "
+                "(the pipeline's and one per provider instance)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _timings_fit(self) -> GomailConfig:
         # A batch must be settled before its messages become visible again (DESIGN.md 8).
         enabled = [provider for provider in self.providers.values() if provider.enabled]
@@ -403,8 +443,10 @@ class GomailConfig(BaseSettings):
 
     @property
     def celery_queues(self) -> list[str]:
-        """Celery's queues: the pipeline's, then one per enabled provider (named after it)."""
-        return [PIPELINE_QUEUE, *self.enabled_providers]
+        """Celery's queues: the pipeline's, then one per configured provider (named after it),
+        a disabled one's too: the batches dispatched to it before it was disabled are still
+        consumed (and sent by the providers left)."""
+        return [PIPELINE_QUEUE, *self.providers]
 
     @property
     def enabled_providers(self) -> list[str]:

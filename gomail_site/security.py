@@ -64,7 +64,9 @@ def production_problems(environ: Mapping[str, str], config: GomailConfig) -> lis
         )
     for name in config.enabled_providers:
         instance = config.providers[name]
-        for secret in provider_type(instance.type).secrets(instance):
+        declared = provider_type(instance.type)
+        problems += declared.production_problems(name, instance)
+        for secret in declared.secrets(instance):
             value = environ.get(secret.env, "")
             if not value or value == secret.development_default:
                 problems.append(

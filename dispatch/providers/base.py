@@ -202,7 +202,9 @@ class ProviderType:
     - ``slowest_call_seconds(config, gomail)``: the longest one ``send`` may take (its
       timeouts, its client's retries), which the visibility timeouts must outlast;
     - ``bootstrap(config)``: optional set-up for ``manage.py bootstrap`` (e.g. moto's SES
-      identities).
+      identities);
+    - ``production_problems(name, config)``: what production mode refuses besides a missing
+      secret (SMTP in the clear to another host).
 
     A provider that holds connections (SMTP) opens them lazily and releases them in
     ``Provider.close``; ``Provider.send`` may be called from several threads at once.
@@ -213,6 +215,7 @@ class ProviderType:
     slowest_call_seconds: Callable[[Any, Any], float]
     secrets: Callable[[Any], tuple[Secret, ...]] = lambda config: ()
     bootstrap: Callable[[Any], None] | None = None
+    production_problems: Callable[[str, Any], list[str]] = lambda name, config: []
 
 
 def secret_value(secret: Secret, environ: Mapping[str, str]) -> str:

@@ -249,7 +249,7 @@ class SesConfig(ProviderConfig):
 
     type: Literal["ses"] = "ses"
     # None: aws.region. Another one runs an instance per region side by side.
-    region: str | None = Field(None, min_length=1)
+    region: str | None = Field(None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     # Identities the local bootstrap verifies in moto's SES; empty against the real SES.
     verify_identities: list[str] = Field(default_factory=lambda: ["example.com"])
 

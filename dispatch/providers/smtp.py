@@ -32,7 +32,7 @@ from email.utils import format_datetime
 from enum import StrEnum
 from typing import Literal, NamedTuple
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dispatch.providers.base import (
     OutgoingEmail,
@@ -543,14 +543,28 @@ class SmtpConfig(ProviderConfig):
     username_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     password_env: str | None = Field(None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     # Bounds the connect and every wait on the socket (a send waits WAITS_PER_SEND times at
-    # most: 60 s with the default, which the visibility timeouts must hold).
-    timeout_seconds: float = Field(5.0, gt=0, le=120)
+    # most: 54 s with the default, which the visibility timeouts must hold).
+    timeout_seconds: float = Field(3.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _login_is_whole(self) -> SmtpConfig:
+        if self.password_env and not self.username_env:
+            raise ValueError("password_env needs a username_env (AUTH takes both)")
+        return self
 
 
-# The waits one send may make at the most, each up to timeout_seconds: connecting (the
-# greeting, EHLO, STARTTLS, EHLO again, AUTH), the envelope (MAIL, RCPT), DATA and the final
-# answer, and once more the connecting part when a reused connection turned out closed.
-WAITS_PER_SEND = 12
+# The waits one send may make at the most, each up to timeout_seconds: a MAIL refused on a
+# reused connection, connecting again (the greeting, EHLO, STARTTLS, EHLO again, AUTH with
+# its mechanisms tried in turn), the envelope (MAIL, RCPT), DATA, the content and the final
+# answer.
+WAITS_PER_SEND = 18
+
+
+def _production_problems(name: str, config: SmtpConfig) -> list[str]:
+    loopback = config.host in ("127.0.0.1", "::1", "localhost")
+    if config.security == "none" and not loopback:
+        return [f"providers.{name}.security is none: mail to {config.host} would go in the clear"]
+    return []
 
 
 def _secrets(config: SmtpConfig) -> tuple[Secret, ...]:
@@ -574,4 +588,5 @@ PROVIDER = ProviderType(
     build=_build,
     slowest_call_seconds=lambda config, gomail: config.timeout_seconds * WAITS_PER_SEND,
     secrets=_secrets,
+    production_problems=_production_problems,
 )

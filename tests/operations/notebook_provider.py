@@ -52,6 +52,8 @@ class NotebookConfig(ProviderConfig):
 
 
 def _build(name: str, config: NotebookConfig, environ: Mapping[str, str]) -> NotebookProvider:
+    if config.label == "unbuildable":
+        raise ValueError("this notebook cannot be built")
     return NotebookProvider(name, config.label)
 
 

@@ -92,3 +92,21 @@ def test_an_added_provider_shows_in_the_admin_and_providers(
     assert list(listed) == ["ses", "sendgrid", "notebook"]
     # Its email's record names the instance that sent it.
     assert uuid.UUID(str(notebook_provider.SENT[0].message_id))
+
+
+def test_a_provider_that_cannot_be_built_leaves_the_others_working(settings, aws, caplog):
+    settings.GOMAIL = settings.GOMAIL.model_copy(
+        update={
+            "providers": Providers.parse(
+                {
+                    "ses": {"type": "ses"},
+                    "broken": {"type": notebook_provider.TYPE, "label": "unbuildable"},
+                }
+            )
+        }
+    )
+
+    built = build_providers()
+
+    assert list(built) == ["ses"]
+    assert "provider broken cannot be built" in caplog.text

@@ -223,3 +223,20 @@ def test_production_redirects_http_to_https_except_the_probes():
     assert plain["Location"] == "https://testserver/session"
     assert behind_tls_proxy.status_code == 401  # not signed in: answered, not redirected
     assert probe.status_code == 200
+
+
+def test_an_smtp_relay_in_the_clear_beyond_loopback_is_refused():
+    from gomail_site.config import Providers
+
+    relays = Providers.parse(
+        {
+            "local": {"type": "smtp", "host": "127.0.0.1", "security": "none"},
+            "remote": {"type": "smtp", "host": "mail.example.org", "security": "none"},
+            "safe": {"type": "smtp", "host": "mail.example.org", "security": "starttls"},
+        }
+    )
+    config = settings.GOMAIL.model_copy(update={"providers": relays})
+
+    assert security.production_problems(_fit(), config) == [
+        "providers.remote.security is none: mail to mail.example.org would go in the clear"
+    ]

@@ -215,19 +215,27 @@ def test_short_backoffs_fit_a_short_max_age(tmp_path):
 
 
 def test_the_original_two_sections_still_load(tmp_path):
-    """``ses:`` and ``sendgrid:`` with no ``type`` change those instances; the other
-    defaults (the SMTP relay) stay."""
+    """``ses:`` and ``sendgrid:`` with no ``type`` mean those two instances, as they did: no
+    SMTP relay joins them (that is only the embedded defaults', with no section at all)."""
     config = load_config(
         write(
             tmp_path,
             "providers:\n  ses:\n    max_in_flight: 50\n  sendgrid:\n    enabled: false\n",
         )
     )
-    assert list(config.providers) == ["ses", "sendgrid", "smtp"]
+    assert list(config.providers) == ["ses", "sendgrid"]
     assert config.providers.ses.type == "ses" and config.providers.ses.max_in_flight == 50
     assert config.providers["sendgrid"].enabled is False
-    assert config.enabled_providers == ["ses", "smtp"]
-    assert config.celery_queues == ["pipeline", "ses", "smtp"]
+    assert config.enabled_providers == ["ses"]
+    # A disabled provider's queue is still consumed: what was dispatched to it goes out.
+    assert config.celery_queues == ["pipeline", "ses", "sendgrid"]
+    only_ses = load_config(write(tmp_path, "providers:\n  ses:\n    max_in_flight: 5\n"))
+    assert list(only_ses.providers) == ["ses", "sendgrid"]
+    assert list(load_config(write(tmp_path, "aws:\n  region: us-east-1\n")).providers) == [
+        "ses",
+        "sendgrid",
+        "smtp",
+    ]
 
 
 def test_instances_of_any_type_side_by_side(tmp_path):
@@ -259,9 +267,30 @@ def test_instances_of_any_type_side_by_side(tmp_path):
         ("  relay: {type: pigeon}\n", "providers.relay.type: unknown provider type 'pigeon'"),
         ("  Relay!: {type: smtp}\n", "a provider name is lower case letters"),
         ("  mail: {host: x}\n", "providers.mail.type: unknown provider type 'mail'"),
+        ("  ses: 5\n", "providers.ses: its options must be a mapping"),
+        ("  r: {type: smtp, password_env: PASS}\n", "password_env needs a username_env"),
+        ("  eu: {type: ses, region: eu west 1}\n", "providers.eu.region: String should match"),
+        (f"  {'a' * 33}: {{type: smtp}}\n", "a provider name is lower case letters"),
     ],
 )
 def test_a_wrong_provider_entry_names_its_key(tmp_path, providers, message):
     with pytest.raises(ConfigError) as error:
         load_config(write(tmp_path, "providers:\n" + providers))
     assert message in str(error.value)
+
+
+def test_an_environment_override_of_a_list_option_is_read_as_json(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOMAIL_PROVIDERS__SES__VERIFY_IDENTITIES", '["a.example", "b.example"]')
+    config = load_config(write(tmp_path, "providers:\n  ses: {}\n"))
+    assert config.providers.ses.verify_identities == ["a.example", "b.example"]
+
+
+def test_production_queue_urls_must_name_every_provider_queue(tmp_path):
+    urls = "celery:\n  queue_urls:\n" + "".join(
+        f"    {name}: https://sqs.example/{name}\n" for name in ("pipeline", "ses")
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, "providers:\n  ses: {}\n" + urls))
+    assert "celery.queue_urls has no URL for the queue(s) sendgrid" in str(error.value)
+    fits = urls + "    sendgrid: https://sqs.example/sendgrid\n"
+    assert load_config(write(tmp_path, "providers:\n  ses: {}\n" + fits)).celery.queue_urls

@@ -61,11 +61,11 @@ SYSTEM_OVERRIDES: dict[str, Any] = {
 SMTP_TIMEOUT_SECONDS = 2
 # On top of SYSTEM_OVERRIDES, with the SMTP stand-in (its host and port are added once it is
 # up). A third enabled provider is a fourth call per batch in the start-up timing check, and an
-# SMTP send may wait 12 x its timeout: 4 x 12 x 2 s = 96 s, within 100 s visibility timeouts
+# SMTP send may wait 18 x its timeout: 4 x 18 x 2 s = 144 s, within 150 s visibility timeouts
 # (which only a crash scenario would wait out; this stack has none).
 THREE_PROVIDER_OVERRIDES: dict[str, Any] = {
-    "sqs": {"visibility_timeout_seconds": 100},
-    "celery": {"visibility_timeout_seconds": 100},
+    "sqs": {"visibility_timeout_seconds": 150},
+    "celery": {"visibility_timeout_seconds": 150},
     "providers": {
         "smtp": {"enabled": True, "security": "none", "timeout_seconds": SMTP_TIMEOUT_SECONDS}
     },
