@@ -28,7 +28,7 @@ class WebCommand:
 @dataclass(frozen=True)
 class WorkerCommand:
     """A ``celery worker`` line: its queues (None: the line asks ``manage.py
-    provider_queues``, i.e. the enabled providers of the configuration it runs with) and pool
+    provider_queues``, i.e. the configured providers of the configuration it runs with) and pool
     size."""
 
     queues: list[str] | None

@@ -252,7 +252,7 @@ class BenchStack:
         for role in ("pipeline", "providers"):
             command = procfile.worker_command(root, role)
             # As `manage.py provider_queues` prints them with the benchmarks' configuration.
-            queues = command.queues or load_config(CONFIG_PATH).enabled_providers
+            queues = command.queues or load_config(CONFIG_PATH).celery_queues[1:]
             self.processes[role] = self.service.worker(
                 role, queues, concurrency=command.concurrency, wait=False
             )

@@ -244,3 +244,11 @@ def test_create_api_key_for_an_unknown_user_is_an_error(db):
     with pytest.raises(CommandError, match="no user named 'ghost'"):
         run("create_api_key", "x", "--user", "ghost")
     assert not ApiKey.objects.exists()
+
+
+def test_provider_queues_lists_every_configured_provider_for_the_worker():
+    """The Procfile's provider worker consumes what this prints: a disabled provider's queue
+    too (the test configuration's SMTP relay), so nothing dispatched to it is stranded."""
+    out = io.StringIO()
+    call_command("provider_queues", stdout=out)
+    assert out.getvalue().strip() == "ses,sendgrid,smtp"
