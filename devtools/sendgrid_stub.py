@@ -39,13 +39,22 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from fractions import Fraction
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeGuard
+from typing import Any
 
+from devtools.fault_config import (
+    ConfigError,
+    FaultConfig,
+    FaultState,
+    camel,
+    fails,
+    is_integer,
+    valid_delay_ms,
+    valid_fail_rate,
+)
 from devtools.serving import ControlledStub, run_until_signalled, serve_in_thread
 
 logger = logging.getLogger(__name__)
@@ -54,7 +63,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5001
 DEFAULT_API_KEY = "SG.local-stand-in-key"
 MAX_BODY_BYTES = 30 * 1024 * 1024
-MAX_DELAY_MS = 600_000
 MAX_RETRY_AFTER_SECONDS = 86_400
 # An oversized body is read and discarded up to this size, so that clients which write the
 # whole body before reading the answer (urllib, requests) see the 413 instead of a reset.
@@ -70,15 +78,6 @@ def sendgrid_error(message: str, field: str | None = None) -> dict[str, Any]:
 
 class PayloadError(ValueError):
     """A mail send payload SendGrid would refuse; ``field`` names the offending field."""
-
-    def __init__(self, field: str | None, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
-class ConfigError(ValueError):
-    """An invalid fault configuration; ``field`` names the offending key."""
 
     def __init__(self, field: str | None, message: str) -> None:
         super().__init__(message)
@@ -187,7 +186,7 @@ def _is_text(value: object) -> bool:
 
 
 @dataclass(frozen=True)
-class StubConfig:
+class StubConfig(FaultConfig):
     """The fault configuration; JSON keys are camelCase (``failRate``, ...)."""
 
     fail_rate: float = 0.0
@@ -195,95 +194,35 @@ class StubConfig:
     delay_ms: int = 0
     retry_after_seconds: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {_camel(f.name): getattr(self, f.name) for f in fields(self)}
-
-    def merged(self, updates: Mapping[str, object]) -> StubConfig:
-        """A copy with camelCase ``updates`` applied; :class:`ConfigError` if any is invalid."""
-        known = {_camel(f.name): f.name for f in fields(self)}
-        changes: dict[str, Any] = {}
-        for key, value in updates.items():
-            if key not in known:
-                raise ConfigError(
-                    key, f"Unknown config key {key!r}; expected one of {sorted(known)}."
-                )
-            changes[known[key]] = _VALIDATORS[key](key, value)
-        return replace(self, **changes)
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _valid_fail_rate(key: str, value: object) -> float:
-    if _is_real(value) and 0 <= value <= 1:
-        return float(value)
-    raise ConfigError(key, f"{key} must be a number from 0 to 1.")
-
 
 def _valid_fail_status(key: str, value: object) -> int:
-    if _is_integer(value) and 400 <= value <= 599:
+    if is_integer(value) and 400 <= value <= 599:
         return value
     raise ConfigError(key, f"{key} must be an integer HTTP error status from 400 to 599.")
 
 
-def _valid_delay_ms(key: str, value: object) -> int:
-    if _is_integer(value) and 0 <= value <= MAX_DELAY_MS:
-        return value
-    raise ConfigError(key, f"{key} must be an integer from 0 to {MAX_DELAY_MS}.")
-
-
 def _valid_retry_after(key: str, value: object) -> int | None:
-    if value is None or (_is_integer(value) and 0 <= value <= MAX_RETRY_AFTER_SECONDS):
+    if value is None or (is_integer(value) and 0 <= value <= MAX_RETRY_AFTER_SECONDS):
         return value
     raise ConfigError(key, f"{key} must be null or an integer from 0 to {MAX_RETRY_AFTER_SECONDS}.")
 
 
-def _is_integer(value: object) -> TypeGuard[int]:
-    # JSON true/false arrive as bool, a subclass of int; they are not numbers here.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value: object) -> TypeGuard[int | float]:
-    return _is_integer(value) or (isinstance(value, float) and math.isfinite(value))
-
-
-_VALIDATORS = {
-    "failRate": _valid_fail_rate,
+StubConfig.VALIDATORS = {
+    "failRate": valid_fail_rate,
     "failStatus": _valid_fail_status,
-    "delayMs": _valid_delay_ms,
+    "delayMs": valid_delay_ms,
     "retryAfterSeconds": _valid_retry_after,
 }
 
 
-def fails(n: int, rate: float) -> bool:
-    """Whether the n-th send (1-based) fails at ``rate``: ``floor(n*r) > floor((n-1)*r)``."""
-    # Exact decimal arithmetic: with floats, 29 * 0.29 lands just below an integer and the
-    # failure would move by one send.
-    exact = Fraction(repr(rate))
-    return math.floor(n * exact) > math.floor((n - 1) * exact)
-
-
-class StubState:
+class StubState(FaultState):
     """Configuration, recorded messages and counters, behind one lock."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._config = StubConfig()
+        super().__init__(StubConfig())
         self._messages: list[dict[str, Any]] = []
         self._attempts = 0
         self._failures = 0
-
-    def config(self) -> StubConfig:
-        with self._lock:
-            return self._config
-
-    def configure(self, updates: Mapping[str, object]) -> StubConfig:
-        """Merge camelCase ``updates`` atomically (all or nothing); return the new config."""
-        with self._lock:
-            self._config = self._config.merged(updates)
-            return self._config
 
     def next_send(self) -> tuple[StubConfig, bool]:
         """Count one send; return the config it runs under and whether it must fail."""
@@ -532,7 +471,7 @@ class SendGridStub(ControlledStub):
     ``configure`` takes ``fail_rate``, ``fail_status``, ``delay_ms`` and
     ``retry_after_seconds``; ``messages()`` are ``{"messageId", "receivedAt", "payload"}``."""
 
-    _KWARGS = {f.name: _camel(f.name) for f in fields(StubConfig)}
+    _KWARGS = {f.name: camel(f.name) for f in fields(StubConfig)}
     _config_error = ConfigError
 
     def __init__(self, server: _StubServer, thread: threading.Thread) -> None:

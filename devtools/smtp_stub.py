@@ -54,22 +54,30 @@ import hmac
 import ipaddress
 import json
 import logging
-import math
 import secrets
 import ssl
 import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from devtools.sendgrid_stub import fails
+from devtools.fault_config import (
+    ConfigError,
+    FaultConfig,
+    FaultState,
+    camel,
+    fails,
+    is_integer,
+    valid_delay_ms,
+    valid_fail_rate,
+)
 from devtools.serving import ControlledStub, run_until_signalled, serve_in_thread, stop_serving
 
 logger = logging.getLogger(__name__)
@@ -78,27 +86,17 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 2525
 DEFAULT_HTTP_PORT = 5002
 SERVER_HOSTNAME = "smtp-stub.gomail.local"  # fixed: socket.getfqdn() can wait on DNS
-MAX_DELAY_MS = 600_000
 FAIL_STAGES = ("rcpt", "data")
 _START_TIMEOUT_SECONDS = 10.0
 _IDLE_CONNECTION_TIMEOUT_SECONDS = 300
 _HTTP_TIMEOUT_SECONDS = 60
 
 
-class ConfigError(ValueError):
-    """An invalid fault configuration; ``field`` names the offending key."""
-
-    def __init__(self, field: str | None, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
 # --- fault configuration and recorded state -------------------------------------------------
 
 
 @dataclass(frozen=True)
-class StubConfig:
+class StubConfig(FaultConfig):
     """The fault configuration; JSON keys are camelCase (``failRate``, ...)."""
 
     fail_rate: float = 0.0
@@ -107,42 +105,9 @@ class StubConfig:
     delay_ms: int = 0
     drop_connection: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        return {_camel(f.name): getattr(self, f.name) for f in fields(self)}
-
-    def merged(self, updates: Mapping[str, object]) -> StubConfig:
-        """A copy with camelCase ``updates`` applied; :class:`ConfigError` if any is invalid."""
-        known = {_camel(f.name): f.name for f in fields(self)}
-        changes: dict[str, Any] = {}
-        for key, value in updates.items():
-            if key not in known:
-                raise ConfigError(
-                    key, f"Unknown config key {key!r}; expected one of {sorted(known)}."
-                )
-            changes[known[key]] = _VALIDATORS[key](key, value)
-        return replace(self, **changes)
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def _is_integer(value: object) -> TypeGuard[int]:
-    # JSON true/false arrive as bool, a subclass of int; they are not numbers here.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _valid_fail_rate(key: str, value: object) -> float:
-    if (_is_integer(value) or (isinstance(value, float) and math.isfinite(value))) and (
-        0 <= value <= 1  # type: ignore[operator]
-    ):
-        return float(value)  # type: ignore[arg-type]
-    raise ConfigError(key, f"{key} must be a number from 0 to 1.")
-
 
 def _valid_fail_code(key: str, value: object) -> int:
-    if _is_integer(value) and 400 <= value <= 599:
+    if is_integer(value) and 400 <= value <= 599:
         return value
     raise ConfigError(key, f"{key} must be an integer SMTP error reply code from 400 to 599.")
 
@@ -153,23 +118,17 @@ def _valid_fail_stage(key: str, value: object) -> str:
     raise ConfigError(key, f"{key} must be one of {list(FAIL_STAGES)}.")
 
 
-def _valid_delay_ms(key: str, value: object) -> int:
-    if _is_integer(value) and 0 <= value <= MAX_DELAY_MS:
-        return value
-    raise ConfigError(key, f"{key} must be an integer from 0 to {MAX_DELAY_MS}.")
-
-
 def _valid_flag(key: str, value: object) -> bool:
     if isinstance(value, bool):
         return value
     raise ConfigError(key, f"{key} must be true or false.")
 
 
-_VALIDATORS: dict[str, Callable[[str, object], Any]] = {
-    "failRate": _valid_fail_rate,
+StubConfig.VALIDATORS = {
+    "failRate": valid_fail_rate,
     "failCode": _valid_fail_code,
     "failStage": _valid_fail_stage,
-    "delayMs": _valid_delay_ms,
+    "delayMs": valid_delay_ms,
     "dropConnection": _valid_flag,
 }
 
@@ -189,26 +148,15 @@ def parse_message(raw: bytes) -> tuple[dict[str, str], str | None]:
     return headers, text
 
 
-class StubState:
+class StubState(FaultState):
     """Configuration, recorded messages and counters, behind one lock."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._config = StubConfig()
+        super().__init__(StubConfig())
         self._messages: list[dict[str, Any]] = []
         self._attempts = 0
         self._failures = 0
         self._connections = 0
-
-    def config(self) -> StubConfig:
-        with self._lock:
-            return self._config
-
-    def configure(self, updates: Mapping[str, object]) -> StubConfig:
-        """Merge camelCase ``updates`` atomically (all or nothing); return the new config."""
-        with self._lock:
-            self._config = self._config.merged(updates)
-            return self._config
 
     def heal(self) -> StubConfig:
         with self._lock:
@@ -640,7 +588,7 @@ class SmtpStub(ControlledStub):
     control server (``url``, from ``BackgroundServer``). Use :func:`start_smtp_stub`."""
 
     # configure(): fail_rate, fail_code, fail_stage, delay_ms, drop_connection.
-    _KWARGS = {f.name: _camel(f.name) for f in fields(StubConfig)}
+    _KWARGS = {f.name: camel(f.name) for f in fields(StubConfig)}
     _config_error = ConfigError
 
     def __init__(
