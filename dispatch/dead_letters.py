@@ -26,7 +26,7 @@ from django.conf import settings
 from dispatch.sqs_batches import SQS_BATCH_LIMIT, change_visibility, delete_messages
 from emails import records
 from emails.models import Email
-from emails.wire import UndecodableMessage, decode
+from emails.wire import UndecodableMessage, decode, email_id_of
 from gomail_site.aws import aws_client, queue_url
 
 logger = logging.getLogger(__name__)
@@ -75,15 +75,6 @@ def _dead_letter_queue() -> str:
     return settings.GOMAIL.sqs.dead_letter_queue
 
 
-def _email_id_in(body: str, sqs_message_id: str) -> str:
-    # SQS keeps a moved message's MessageId, so a foreign message derives the same id here as
-    # the worker that claimed it did.
-    try:
-        return decode(body, sqs_message_id).id
-    except UndecodableMessage:
-        return ""
-
-
 def _parse(message: dict) -> DeadLetterMessage:
     attributes = {
         name: value.get("StringValue", "")
@@ -114,7 +105,7 @@ def _parse(message: dict) -> DeadLetterMessage:
         **common,
         reason=moved_by_sqs_reason(receives),
         source_queue="",
-        email_id=_email_id_in(message["Body"], message["MessageId"]),
+        email_id=email_id_of(message["Body"], message["MessageId"]) or "",
         receive_count=receives,
         moved_by_sqs=True,
     )

@@ -31,7 +31,7 @@ from dispatch.splitting import (
     rotate_routes,
 )
 from emails import records
-from emails.wire import TASK_PAYLOAD_LIMIT, UndecodableMessage, decode, dispatch_bytes
+from emails.wire import TASK_PAYLOAD_LIMIT, dispatch_bytes, email_id_of
 from gomail_site.metrics import observe_pipeline_run
 
 logger = logging.getLogger(__name__)
@@ -214,12 +214,13 @@ def _hold_or_give_up(why: str) -> RunReport:
         messages = read_messages([(queue, HOLD_READ_PER_QUEUE) for queue in queues], pool)
     if not messages:
         return RunReport(ran=True)
-    waiting = records.waiting([_email_id(message) for message in messages])
+    ids = [email_id_of(message.body, message.sqs_message_id) for message in messages]
+    waiting = records.waiting(ids)
     verdicts = []
-    for message in messages:
-        email_id = _email_id(message)
+    for message, email_id in zip(messages, ids, strict=True):
+        age, attempts = waiting.get(email_id or "", (None, 0))
         reason, hold = delivery.hold_or_give_up(
-            waiting.get(email_id, delivery.Waiting(None)) if email_id else delivery.Waiting(None),
+            delivery.Waiting(age, attempts),
             max_age,
             gomail.pipeline.backoff_max_seconds,
             why,
@@ -233,13 +234,6 @@ def _hold_or_give_up(why: str) -> RunReport:
         logger.warning("email %s: %s", verdict.email_id, verdict.reason)
         records.record_dead(verdict.email_id, verdict.reason)
     return RunReport(ran=True, read=len(messages))
-
-
-def _email_id(message: ReceivedMessage) -> str | None:
-    try:
-        return decode(message.body, message.sqs_message_id).id
-    except UndecodableMessage:
-        return None
 
 
 def _fitting(
@@ -257,10 +251,7 @@ def _fitting(
         if size <= TASK_PAYLOAD_LIMIT:
             fitting.append(message)
             continue
-        try:
-            email_id: str | None = decode(message.body, message.sqs_message_id).id
-        except UndecodableMessage:
-            email_id = None
+        email_id = email_id_of(message.body, message.sqs_message_id)
         reason = f"too large to dispatch: {size} bytes in a task, over {TASK_PAYLOAD_LIMIT}"
         logger.warning("message %s: %s", message.sqs_message_id, reason)
         too_large.append(Verdict(message, Action.DEAD_LETTER, reason=reason, email_id=email_id))

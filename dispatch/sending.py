@@ -41,7 +41,7 @@ from dispatch.settlement import (
 )
 from emails import records
 from emails.records import Claim, ClaimResult
-from emails.wire import UndecodableMessage, WireEmail, decode
+from emails.wire import UndecodableMessage, WireEmail, decode, email_id_of
 from gomail_site.config import provider_type
 from gomail_site.metrics import DEAD_LETTERED, EMAILS_FAILED, EMAILS_SENT, UNKNOWN_OUTCOMES
 
@@ -410,7 +410,7 @@ def _failed_here(
     not known to be this thread's; whoever reads it next takes it over once it is stale,
     counting an unknown outcome."""
     logger.exception("delivering message %s failed: %s", message.sqs_message_id, exc)
-    email_id = _email_id(message)
+    email_id = email_id_of(message.body, message.sqs_message_id)
     if email_id and not calls and claimed is not None and claimed.claim is Claim.CLAIMED:
         with contextlib.suppress(Exception):
             records.release_claim(email_id)
@@ -420,13 +420,6 @@ def _failed_here(
         reason=f"internal error: {type(exc).__name__}",
         email_id=email_id or None,
     )
-
-
-def _email_id(message: ReceivedMessage) -> str:
-    try:
-        return decode(message.body, message.sqs_message_id).id
-    except UndecodableMessage:
-        return ""
 
 
 def batch_outcome(provider_name: str, calls: Sequence[Call]) -> BatchOutcome:

@@ -338,17 +338,15 @@ def record_dead(email_id: str, reason: str) -> None:
     )
 
 
-def waiting(email_ids: Sequence[str | None]) -> dict[str, Any]:
-    """``dispatch.delivery.Waiting`` (age, attempts) of each not-final record of
-    ``email_ids``; a final or missing record is left out."""
-    from dispatch.delivery import Waiting  # the decision's own type; dispatch imports records
-
+def waiting(email_ids: Sequence[str | None]) -> dict[str, tuple[float, int]]:
+    """``(seconds its max age has run, attempts)`` of each not-final record of ``email_ids``;
+    a final or missing record is left out."""
     now = timezone.now()
     rows = Email.objects.filter(
         id__in=[email_id for email_id in email_ids if email_id], status__in=WAITING
     ).values_list("id", "accepted_at", "requeued_at", "attempts")
     return {
-        str(email_id): Waiting((now - _since(accepted_at, requeued_at)).total_seconds(), attempts)
+        str(email_id): ((now - _since(accepted_at, requeued_at)).total_seconds(), attempts)
         for email_id, accepted_at, requeued_at, attempts in rows
     }
 

@@ -110,6 +110,15 @@ def decode(body: str, sqs_message_id: str) -> WireEmail:
     )
 
 
+def email_id_of(body: str, sqs_message_id: str) -> str | None:
+    """The id of the email in an SQS body (another producer's message derives it from its
+    MessageId, which SQS keeps when it moves one); None when the body is undecodable."""
+    try:
+        return decode(body, sqs_message_id).id
+    except UndecodableMessage:
+        return None
+
+
 def _message_id(value: object, sqs_message_id: str) -> str:
     # Records are keyed by UUID: a foreign producer's own non-UUID id is mapped to a stable one.
     if not isinstance(value, str) or not value:

@@ -293,10 +293,6 @@ class Providers(Mapping[str, ProviderConfig]):
             raise ValueError(PROBLEM_SEPARATOR.join(problems))
         return cls(instances)
 
-    @property
-    def enabled(self) -> list[str]:
-        return [name for name, provider in self._instances.items() if provider.enabled]
-
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
         return core_schema.no_info_plain_validator_function(cls.parse)
