@@ -247,19 +247,9 @@ def _call(
     metrics, attempt record and log line; a sent email's record says so before its message is
     deleted (a redelivery then only deletes). Returns the call's error, if it failed."""
     try:
-        try:
-            result = provider.send(_outgoing(email))
-        except ProviderError:
-            raise
-        except Exception as exc:
-            # Outside the provider's contract (a bug): the request may have gone out.
-            logger.exception("%s raised on email %s", name, email.id)
-            raise ProviderError(
-                kind=ErrorKind.TRANSIENT,
-                provider=name,
-                reason=f"unexpected {type(exc).__name__} in the provider",
-                outcome_unknown=True,
-            ) from exc
+        # Provider.send raises nothing else: a bug in a provider is a transient error there,
+        # of unknown outcome once the request may have left.
+        result = provider.send(_outgoing(email))
     except ProviderError as error:
         BREAKERS.record(name, failed=error.kind is not ErrorKind.PERMANENT)
         EMAILS_FAILED.labels(provider=name, kind=error.kind.value).inc()
