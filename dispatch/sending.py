@@ -114,7 +114,12 @@ def _send_pool() -> ThreadPoolExecutor:
     with _pools_lock:
         pool = _pools.get(pid)
         if pool is None:
-            size = max(p.send_concurrency for p in settings.GOMAIL.providers.values())
+            # Only the enabled ones send (a disabled one's leftover batches are sent by them).
+            providers = settings.GOMAIL.providers
+            size = max(
+                (providers[name].send_concurrency for name in settings.GOMAIL.enabled_providers),
+                default=1,
+            )
             pool = _pools[pid] = ThreadPoolExecutor(size, thread_name_prefix="send")
         return pool
 

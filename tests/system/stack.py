@@ -51,7 +51,14 @@ SYSTEM_OVERRIDES: dict[str, Any] = {
     "sqs": {"visibility_timeout_seconds": 30},
     "celery": {"visibility_timeout_seconds": 30},
     "pipeline": {"interval_milliseconds": 500, "lease_seconds": 10},
-    "providers": {"sendgrid": {"timeout_seconds": SENDGRID_TIMEOUT_SECONDS}},
+    # Five sending threads per provider worker process (two rounds per batch of 10, which the
+    # visibility timeout still holds): each keeps a database connection, and on PostgreSQL this
+    # stack's workers beside the rest of the suite's went past max_connections (seen in a CI
+    # run) with ten.
+    "providers": {
+        "ses": {"send_concurrency": 5},
+        "sendgrid": {"timeout_seconds": SENDGRID_TIMEOUT_SECONDS, "send_concurrency": 5},
+    },
     # The burst must measure the pipeline, not the per-key rate limit.
     "api": {"rate_limit_per_key": "1000000/min", "rate_limit_per_user": "1000000/min"},
 }
@@ -67,7 +74,10 @@ THREE_PROVIDER_OVERRIDES: dict[str, Any] = {
     "sqs": {"visibility_timeout_seconds": 150},
     "celery": {"visibility_timeout_seconds": 150},
     "providers": {
-        "smtp": {"enabled": True, "security": "none", "timeout_seconds": SMTP_TIMEOUT_SECONDS}
+        # One round per batch (the timing check's 4 x 18 x 2 s holds only with one).
+        "ses": {"send_concurrency": 10},
+        "sendgrid": {"send_concurrency": 10},
+        "smtp": {"enabled": True, "security": "none", "timeout_seconds": SMTP_TIMEOUT_SECONDS},
     },
 }
 
