@@ -153,6 +153,15 @@ def _outgoing(email: WireEmail) -> OutgoingEmail:
         to_name=email.to_name,
         subject=email.subject,
         body=email.body,
+        to=email.to,
+        cc=email.cc,
+        bcc=email.bcc,
+        html=email.html,
+        reply_to=email.reply_to,
+        headers=email.headers,
+        tags=email.tags,
+        metadata=email.metadata,
+        attachments=email.attachments,
     )
 
 

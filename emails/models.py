@@ -193,12 +193,61 @@ class Email(models.Model):
     accepted_at = models.DateTimeField(default=timezone.now, db_index=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # {"to": [{"email", "name"?}], "cc": [...], "bcc": [...]}; {} for an original-format
+    # email, whose one recipient is to_email/to_name.
+    recipients = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    # [{"filename", "contentType", "size", "contentId"?}]: what was attached, not the content.
+    attachments = models.JSONField(default=list, blank=True)
+    # The S3 key of its claim check (emails.claim_check) when it travels as one; cleared once
+    # the object is deleted.
+    payload_key = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-accepted_at"]
 
     def __str__(self) -> str:
         return f"{self.id} to {self.to_email} ({self.status})"
+
+
+class EmailTag(models.Model):
+    """One tag of one email, a row of its own so that the admin can filter by tag on both
+    databases (the email's ``tags`` list is what the API answers)."""
+
+    email = models.ForeignKey(Email, on_delete=models.CASCADE, related_name="tag_rows")
+    tag = models.CharField(max_length=255, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["email", "tag"], name="unique_tag_per_email")
+        ]
+
+    def __str__(self) -> str:
+        return self.tag
+
+
+class IdempotencyKey(models.Model):
+    """An ``Idempotency-Key`` one caller sent (``emails.idempotency``): the unique constraint
+    on (owner, key) is what makes two API processes agree on which request is the first."""
+
+    # "key:<id>", "user:<id>" or "anonymous" (require_auth off).
+    owner = models.CharField(max_length=80)
+    key = models.CharField(max_length=255)
+    # SHA-256 of the request's canonical JSON: the same key with another request is a 422.
+    fingerprint = models.CharField(max_length=64)
+    email_id = models.UUIDField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Set once the email was accepted (its 200 may be replayed); null while in progress.
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "key"], name="unique_idempotency_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner}: {self.key}"
 
 
 class Attempt(models.Model):

@@ -22,8 +22,8 @@ from django.db import transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
 
-from emails.models import ApiKey, Attempt, Email
-from emails.wire import WireEmail
+from emails.models import ApiKey, Attempt, Email, EmailTag
+from emails.wire import WireEmail, mailboxes_json
 
 
 def record_accepted(
@@ -33,21 +33,53 @@ def record_accepted(
     api_key: ApiKey | None = None,
     user: Any = None,
     resent_from: Email | None = None,
+    payload_key: str = "",
 ) -> Email:
-    """Create the ``queued`` record of ``email``, about to be sent to ``queue``."""
-    return Email.objects.create(
-        id=email.id,
-        from_email=email.from_email,
-        from_name=email.from_name,
-        to_email=email.to_email,
-        to_name=email.to_name,
-        subject=email.subject,
-        queue=queue,
-        api_key=api_key,
-        user=user,
-        accepted_at=email.accepted_at,
-        resent_from=resent_from,
-    )
+    """Create the ``queued`` record of ``email``, about to be sent to ``queue``
+    (``payload_key``: the S3 key of its claim check, when it travels as one)."""
+    fields: dict[str, Any] = {
+        "id": email.id,
+        "from_email": email.from_email,
+        "from_name": email.from_name,
+        "to_email": email.to_email,
+        "to_name": email.to_name,
+        "subject": email.subject,
+        "queue": queue,
+        "api_key": api_key,
+        "user": user,
+        "accepted_at": email.accepted_at,
+        "resent_from": resent_from,
+        "payload_key": payload_key,
+    }
+    if email.is_original_format:
+        return Email.objects.create(**fields)
+    with transaction.atomic():
+        record = Email.objects.create(
+            **fields,
+            recipients={
+                place: mailboxes_json(mailboxes)
+                for place, mailboxes in (("to", email.to), ("cc", email.cc), ("bcc", email.bcc))
+                if mailboxes
+            },
+            tags=list(email.tags),
+            metadata=dict(email.metadata),
+            attachments=[
+                {
+                    "filename": a.filename,
+                    "contentType": a.content_type,
+                    "size": len(a.content),
+                    **({"contentId": a.content_id} if a.content_id else {}),
+                }
+                for a in email.attachments
+            ],
+        )
+        EmailTag.objects.bulk_create(EmailTag(email=record, tag=tag) for tag in set(email.tags))
+    return record
+
+
+def payload_deleted(email_id: str) -> None:
+    """The claim check of ``email_id`` is gone from S3 (``emails.claim_check``)."""
+    Email.objects.filter(id=email_id).update(payload_key="")
 
 
 class Claim(StrEnum):

@@ -6,6 +6,7 @@ section 4), and every failing field is reported at once.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from rest_framework import serializers
 
 from emails.models import Email
 from emails.senders import NOT_ALLOWED, is_allowed_sender
+from emails.wire import WIRE_FIELDS, WireEmail
 
 LINE_BREAKS = frozenset("\r\n\x0b\x0c\x85\u2028\u2029")
 MAX_NAME_LENGTH = 256
@@ -80,6 +82,15 @@ class SendEmailSerializer(serializers.Serializer):
     toName = TextField("To name", header=True, max_length=MAX_NAME_LENGTH)
     subject = TextField("Subject", header=True, max_length=MAX_SUBJECT_LENGTH)
     body = TextField("Body", required=True)
+
+    def wire_email(self, email_id: str, accepted_at: datetime) -> WireEmail:
+        """The validated email as it travels (call after ``is_valid``)."""
+        fields = self.validated_data
+        return WireEmail(
+            id=email_id,
+            accepted_at=accepted_at,
+            **{attribute: fields.get(key, "") for key, attribute in WIRE_FIELDS.items()},
+        )
 
     def validate_fromEmail(self, value: str) -> str:
         allowed = self.context.get("allowed_senders")

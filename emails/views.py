@@ -26,7 +26,7 @@ from emails.parsing import COULD_NOT_DECODE, AnyContentTypeNegotiation
 from emails.senders import NOT_ALLOWED, allowed_senders_for
 from emails.serializers import EmailStatusSerializer, RecentEmailSerializer, SendEmailSerializer
 from emails.throttling import SEND_SCOPE
-from emails.wire import WIRE_FIELDS, WireEmail, has_disallowed_characters
+from emails.wire import WIRE_FIELDS, has_disallowed_characters
 
 DISALLOWED_CHARACTERS = "Body contains characters outside the allowed set"
 TOO_MANY_REQUESTS = error(
@@ -96,12 +96,7 @@ class SendEmailView(APIView):
             data=data, context={"allowed_senders": allowed_senders_for(api_key, user)}
         )
         serializer.is_valid(raise_exception=True)
-        fields = serializer.validated_data
-        email = WireEmail(
-            id=str(uuid.uuid4()),
-            accepted_at=timezone.now(),
-            **{attribute: fields.get(key, "") for key, attribute in WIRE_FIELDS.items()},
-        )
+        email = serializer.wire_email(str(uuid.uuid4()), timezone.now())
         try:
             accept(email, api_key=api_key, user=user)
         except MessageTooLarge:

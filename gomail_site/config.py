@@ -34,10 +34,15 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 
-# SQS rejects messages over 256 KiB; the envelope around the email (id, acceptedAt, keys)
-# needs room, so the API's own limit must stay below it.
+# What every SQS queue takes (older queues' MaximumMessageSize, a new queue's default): a
+# larger email travels as a claim check (emails.claim_check), whatever the queue's own limit.
 SQS_MAX_MESSAGE_BYTES = 262_144
-MAX_BODY_SIZE_LIMIT = SQS_MAX_MESSAGE_BYTES - 4_096
+# A request body may carry attachments (base64: 4 bytes for every 3) up to this much.
+MAX_BODY_SIZE_LIMIT = 64 * 1024 * 1024
+MIB = 1024 * 1024
+# What a request body holds besides its attachments' base64 (text, HTML, recipients, ...):
+# api.max_body_size_bytes must leave at least this much beside the attachments.
+BODY_ROOM_BESIDE_ATTACHMENTS = MIB
 
 PIPELINE_QUEUE = "pipeline"
 # SQS's longest retention, the dead-letter queue's (dispatch/queues.py).
@@ -94,11 +99,76 @@ class SqsConfig(Section):
         return names
 
 
+class PayloadsConfig(Section):
+    """The S3 bucket of claim checks: emails too large for SQS or a send task."""
+
+    bucket: str = Field("gomail-payloads", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    # The cleanup deletes the object of an email sent, withdrawn or unknown once it is this
+    # old (a sent email's is deleted at once; this catches what a failure left behind).
+    cleanup_after_hours: float = Field(24.0, gt=0, le=24 * 30)
+    # The bucket's lifecycle rule, a safety net under the cleanup: longer than an email can
+    # live (incoming retention, then the dead-letter queue's 14 days, then a day).
+    lifecycle_days: int = Field(40, ge=1, le=3_650)
+
+
 RATE = r"^\d+/(s|sec|second|m|min|minute|h|hour|d|day)$"
 
 
+def base64_size(size: int) -> int:
+    """How many characters ``size`` bytes take in base64."""
+    return -(-size // 3) * 4
+
+
+# Content types an attachment may not have, and file name endings, whatever their type
+# (what SES refuses to carry, and what mail filters quarantine): executables and scripts.
+DENIED_CONTENT_TYPES = [
+    "application/x-msdownload",
+    "application/x-msdos-program",
+    "application/x-dosexec",
+    "application/x-executable",
+    "application/x-sharedlib",
+    "application/vnd.microsoft.portable-executable",
+    "application/x-msi",
+    "application/x-ms-installer",
+    "application/java-archive",
+    "application/x-sh",
+    "application/x-bat",
+    "application/x-csh",
+    "application/hta",
+    "application/x-ms-shortcut",
+    "text/javascript",
+    "application/javascript",
+    "text/vbscript",
+]
+DENIED_EXTENSIONS = [
+    "ade", "adp", "app", "bat", "cmd", "com", "cpl", "dll", "exe", "hta", "jar", "js",
+    "jse", "lnk", "msc", "msi", "msp", "pif", "ps1", "reg", "scr", "sh", "vb", "vbe",
+    "vbs", "wsc", "wsf", "wsh",
+]  # fmt: skip
+
+
 class ApiConfig(Section):
-    max_body_size_bytes: int = Field(131_072, gt=0, le=MAX_BODY_SIZE_LIMIT)
+    # 15 MiB: max_attachments_bytes (10 MiB) in base64 and BODY_ROOM_BESIDE_ATTACHMENTS.
+    max_body_size_bytes: int = Field(15 * MIB, gt=0, le=MAX_BODY_SIZE_LIMIT)
+    # Recipients of one email, to, cc and bcc together (SES's own limit is 50).
+    max_recipients: int = Field(50, ge=1, le=50)
+    # Attachments' decoded sizes: each file, all of them together, and how many.
+    max_attachment_bytes: int = Field(10 * MIB, gt=0)
+    max_attachments_bytes: int = Field(10 * MIB, gt=0, le=40 * MIB)
+    max_attachments: int = Field(20, ge=0, le=100)
+    denied_content_types: list[str] = Field(default_factory=lambda: list(DENIED_CONTENT_TYPES))
+    denied_extensions: list[str] = Field(default_factory=lambda: list(DENIED_EXTENSIONS))
+    # The custom headers a caller may set (case-insensitive); every other one is a 422.
+    allowed_headers: list[str] = Field(
+        default_factory=lambda: ["List-Unsubscribe", "List-Unsubscribe-Post", "X-Entity-Ref-ID"]
+    )
+    # Tags: short strings (SendGrid takes 10 categories of up to 255 characters).
+    max_tags: int = Field(10, ge=0, le=10)
+    max_tag_length: int = Field(64, ge=1, le=255)
+    # Metadata: a flat map of strings, at most this many bytes as JSON.
+    max_metadata_bytes: int = Field(2_048, ge=0, le=10_000)
+    # How long an Idempotency-Key is remembered (and its request's answer replayed).
+    idempotency_retention_hours: float = Field(24.0, gt=0, le=24 * 30)
     # Deeper JSON is refused before validation: nothing legitimate nests like that.
     max_json_depth: int = Field(10, ge=2, le=100)
     # Off only on a trusted network: the API is otherwise an open relay.
@@ -360,6 +430,7 @@ class GomailConfig(BaseSettings):
     aws: AwsConfig = AwsConfig()
     sqs: SqsConfig = SqsConfig()
     api: ApiConfig = ApiConfig()
+    payloads: PayloadsConfig = PayloadsConfig()
     pipeline: PipelineConfig = PipelineConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     health: HealthConfig = HealthConfig()
@@ -379,6 +450,26 @@ class GomailConfig(BaseSettings):
             raise ValueError(
                 f"celery.queue_urls has no URL for the queue(s) {', '.join(missing)} "
                 "(the pipeline's and one per provider instance)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _attachments_fit(self) -> GomailConfig:
+        api = self.api
+        needed = base64_size(api.max_attachments_bytes) + BODY_ROOM_BESIDE_ATTACHMENTS
+        if api.max_body_size_bytes < needed:
+            raise ValueError(
+                f"api.max_body_size_bytes ({api.max_body_size_bytes}) must hold "
+                f"api.max_attachments_bytes in base64 and {BODY_ROOM_BESIDE_ATTACHMENTS} bytes "
+                f"more: at least {needed}"
+            )
+        if api.max_attachment_bytes > api.max_attachments_bytes:
+            raise ValueError("api.max_attachment_bytes must not exceed api.max_attachments_bytes")
+        lives = self.sqs.message_retention_seconds + SQS_MAX_RETENTION_SECONDS + 86_400
+        if self.payloads.lifecycle_days * 86_400 < lives:
+            raise ValueError(
+                f"payloads.lifecycle_days must outlast an email's life (incoming retention, "
+                f"the dead-letter queue's 14 days and a day): at least {-(-lives // 86_400)}"
             )
         return self
 

@@ -40,9 +40,38 @@ def test_no_file_at_the_default_path_means_embedded_defaults(tmp_path, monkeypat
 
 
 def test_gomail_config_names_the_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("GOMAIL_CONFIG", str(write(tmp_path, "api:\n  max_body_size_bytes: 100\n")))
+    monkeypatch.setenv("GOMAIL_CONFIG", str(write(tmp_path, "api:\n  max_recipients: 7\n")))
 
-    assert load_config().api.max_body_size_bytes == 100
+    assert load_config().api.max_recipients == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # 10 MiB of attachments take 13,981,016 characters of base64, and 1 MiB more.
+        ("api:\n  max_body_size_bytes: 300000\n", "at least 15029592"),
+        (
+            "api:\n  max_body_size_bytes: 5000000\n  max_attachments_bytes: 3000000\n"
+            "  max_attachment_bytes: 3000000\n",
+            "at least 5048576",
+        ),
+        ("api:\n  max_attachment_bytes: 20000000\n", "must not exceed api.max_attachments_bytes"),
+        # 10 days of incoming retention, 14 in the dead-letter queue and a day.
+        ("payloads:\n  lifecycle_days: 24\n", "at least 25"),
+    ],
+)
+def test_limits_that_do_not_fit_each_other_are_refused(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_limits_that_fit_each_other_load(tmp_path):
+    text = (
+        "api:\n  max_body_size_bytes: 5048576\n  max_attachments_bytes: 3000000\n"
+        "  max_attachment_bytes: 3000000\npayloads:\n  lifecycle_days: 25\n"
+    )
+    config = load_config(write(tmp_path, text))
+    assert (config.api.max_body_size_bytes, config.payloads.lifecycle_days) == (5_048_576, 25)
 
 
 def test_an_explicitly_named_file_must_exist(tmp_path):
@@ -56,7 +85,9 @@ def test_an_explicitly_named_file_must_exist(tmp_path):
         ("aws:\n  region: ''\n", "aws.region"),
         ("sqs:\n  incoming_queues: []\n", "sqs.incoming_queues"),
         ("api:\n  max_body_size_bytes: -1\n", "api.max_body_size_bytes"),
-        ("api:\n  max_body_size_bytes: 300000\n", "api.max_body_size_bytes"),
+        ("api:\n  max_body_size_bytes: 70000000\n", "api.max_body_size_bytes"),
+        ("api:\n  max_recipients: 51\n", "api.max_recipients"),
+        ("payloads:\n  bucket: Not_A_Bucket\n", "payloads.bucket"),
         ("health:\n  healthy_threshold: 0\n", "health.healthy_threshold"),
         ("health:\n  unhealthy_threshold: many\n", "health.unhealthy_threshold"),
         ("pipeline:\n  interval_milliseconds: 1\n", "pipeline.interval_milliseconds"),
