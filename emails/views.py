@@ -185,3 +185,51 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except ValueError:
         return None
+
+class EmailLimitsView(APIView):
+    """What ``POST /email/send`` accepts (``api.*`` in the configuration), so that a client
+    (the browser UI) can refuse an attachment or too many recipients before uploading."""
+
+    @extend_schema(
+        operation_id="getEmailLimits",
+        summary="The limits of an email",
+        responses={
+            200: inline_serializer(
+                "EmailLimits",
+                {
+                    "maxRecipients": serializers.IntegerField(help_text="to, cc and bcc together"),
+                    "maxAttachments": serializers.IntegerField(),
+                    "maxAttachmentBytes": serializers.IntegerField(
+                        help_text="one attachment, decoded"
+                    ),
+                    "maxAttachmentsBytes": serializers.IntegerField(
+                        help_text="all attachments together, decoded"
+                    ),
+                    "deniedContentTypes": serializers.ListField(child=serializers.CharField()),
+                    "deniedExtensions": serializers.ListField(
+                        child=serializers.CharField(), help_text='without the dot: "exe"'
+                    ),
+                    "maxTags": serializers.IntegerField(),
+                    "maxTagLength": serializers.IntegerField(),
+                },
+            ),
+            401: UNAUTHENTICATED,
+            429: TOO_MANY_REQUESTS,
+        },
+    )
+    def get(self, request: Request) -> Response:
+        from django.conf import settings
+
+        api = settings.GOMAIL.api
+        return Response(
+            {
+                "maxRecipients": api.max_recipients,
+                "maxAttachments": api.max_attachments,
+                "maxAttachmentBytes": api.max_attachment_bytes,
+                "maxAttachmentsBytes": api.max_attachments_bytes,
+                "deniedContentTypes": list(api.denied_content_types),
+                "deniedExtensions": list(api.denied_extensions),
+                "maxTags": api.max_tags,
+                "maxTagLength": api.max_tag_length,
+            }
+        )
