@@ -9,12 +9,13 @@ Run it in the foreground with ``python -m devtools.smtp_stub [--host H] [--port 
 [--http-port P] [--auth USER:PASS] [--starttls | --tls]`` (``--port 0`` / ``--http-port 0`` pick
 free ports; the URLs are printed), or in-process with :func:`start_smtp_stub` (tests, scripts).
 
-SMTP: every message is accepted (``250 2.0.0 Ok: queued as <id>``) and recorded, unless a fault
-is configured. ``--auth`` offers AUTH PLAIN and LOGIN with that one login and answers ``530`` to a
-``MAIL`` that did not authenticate, ``535`` to wrong credentials. ``--starttls`` offers STARTTLS
-with a self-signed certificate generated at start (``SmtpStub.certificate_pem`` /
-``client_ssl_context()`` trust it); with it, AUTH needs TLS first (``538``), as on a real relay.
-``--tls`` serves implicit TLS (SMTPS) with that certificate instead.
+SMTP: every message of up to ``MAX_MESSAGE_BYTES`` (32 MiB, announced as ``SIZE``) is accepted
+(``250 2.0.0 Ok: queued as <id>``) and recorded, unless a fault is configured. ``--auth`` offers
+AUTH PLAIN and LOGIN with that one login and answers ``530`` to a ``MAIL`` that did not
+authenticate, ``535`` to wrong credentials. ``--starttls`` offers STARTTLS with a self-signed
+certificate generated at start (``SmtpStub.certificate_pem`` / ``client_ssl_context()`` trust
+it); with it, AUTH needs TLS first (``538``), as on a real relay. ``--tls`` serves implicit TLS
+(SMTPS) with that certificate instead.
 
 HTTP endpoints (the SendGrid stand-in's ``/_stub/`` shape):
 
@@ -23,8 +24,9 @@ HTTP endpoints (the SendGrid stand-in's ``/_stub/`` shape):
   "dropConnection": bool}``.
 - ``GET /_stub/messages``: ``{"messages": [...], "attempts": n, "failures": n, "connections": n}``;
   a message is ``{"queueId", "receivedAt", "mailFrom", "rcptTos", "login", "data", "headers",
-  "text"}`` (``data`` the raw message decoded as UTF-8, ``headers`` name to decoded value,
-  ``text`` the decoded text/plain body or null).
+  "text"}`` (``rcptTos`` the envelope's recipients, Bcc ones included, in ``RCPT`` order;
+  ``data`` the raw message, every byte of it, decoded as UTF-8; ``headers`` name to decoded
+  value; ``text`` the decoded text/plain body or null).
 - ``POST /_stub/reset``: clear messages, counters and configuration.
 - ``POST /_stub/heal``: clear the fault configuration only (messages and counters stay).
 - ``POST /_stub/disconnect``: close every open client connection, as a relay's idle timeout
@@ -89,6 +91,9 @@ SERVER_HOSTNAME = "smtp-stub.gomail.local"  # fixed: socket.getfqdn() can wait o
 FAIL_STAGES = ("rcpt", "data")
 _START_TIMEOUT_SECONDS = 10.0
 _IDLE_CONNECTION_TIMEOUT_SECONDS = 300
+# The largest message DATA takes (aiosmtpd answers 552 beyond it): SES's 10 MB and the API's
+# 10 MiB of attachments in base64 fit, as on a relay configured for attachments.
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 _HTTP_TIMEOUT_SECONDS = 60
 
 
@@ -422,6 +427,7 @@ class _SmtpListener:
             auth_require_tls=self._starttls_context is not None,
             authenticator=self._handler.authenticate,
             timeout=_IDLE_CONNECTION_TIMEOUT_SECONDS,
+            data_size_limit=MAX_MESSAGE_BYTES,
         )
 
     def _run(

@@ -17,18 +17,11 @@ error table) maps an exception and its stage to an ``ErrorKind``.
 from __future__ import annotations
 
 import re
-import secrets
 import smtplib
 import ssl
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
-from email.policy import SMTPUTF8 as SMTPUTF8_POLICY
-from email.utils import format_datetime
 from enum import StrEnum
 from typing import Literal, NamedTuple
 
@@ -40,9 +33,9 @@ from dispatch.providers.base import (
     ProviderType,
     Secret,
     SendResult,
-    with_ascii_domain,
 )
 from dispatch.providers.errors import ErrorKind, ProviderError
+from dispatch.providers.mime import UncarriableEmail, build_mime_message
 from gomail_site.config import ProviderConfig
 
 SECURITY_MODES = ("starttls", "tls", "none")
@@ -51,9 +44,6 @@ SECURITY_MODES = ("starttls", "tls", "none")
 # required, 534 mechanism too weak, 535 credentials invalid, 538 encryption required for AUTH.
 AUTH_REPLY_CODES = frozenset({530, 534, 535, 538})
 
-# A Message-ID's local part built from our id only when it is this tame; else a random one.
-_MESSAGE_ID_SAFE = re.compile(r"[A-Za-z0-9._-]{1,128}")
-_LINE_BREAK = re.compile(r"[\r\n]")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
@@ -181,11 +171,11 @@ class SmtpExchangeError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SmtpEnvelope:
-    """What ``post`` sends: the envelope, the message's bytes (CRLF, not yet dot-stuffed) and
-    its Message-ID."""
+    """What ``post`` sends: the envelope (one ``RCPT`` per recipient), the message's bytes
+    (CRLF, not yet dot-stuffed) and its Message-ID."""
 
     sender: str
-    recipient: str
+    recipients: tuple[str, ...]
     message_id_header: str
     content: bytes = field(repr=False)
     needs_smtputf8: bool = False
@@ -285,40 +275,25 @@ class SmtpProvider(Provider):
     # --- the Provider hooks ---------------------------------------------------------------
 
     def build_payload(self, email: OutgoingEmail) -> SmtpEnvelope:
-        """The envelope and the MIME message: From and To with their names, Subject (RFC 2047
-        encoded when not ASCII), Date, Message-ID ``<gomail-<id>@<sender domain>>``,
-        ``X-Gomail-Id``, and the body as text/plain UTF-8 (quoted-printable, so that any relay
-        carries it, 8BITMIME or not).
+        """The envelope (the sender; every To, Cc and Bcc address as a recipient) and the
+        message of ``dispatch.providers.mime.build_mime_message``: the one MIME builder, so a
+        relay's recipients see what SES's see (no Bcc header, text quoted-printable, the
+        Message-ID ``<gomail-<id>@<sender domain>>``).
 
-        IDN domains go in punycode. A non-ASCII local part needs the relay's SMTPUTF8 (checked
-        when sending). Raises ``ProviderError(PERMANENT)`` for an address without a valid domain
-        or a display name with a line break.
+        A non-ASCII local part needs the relay's SMTPUTF8 (checked when sending). Raises
+        ``ProviderError(PERMANENT)`` for what the message cannot carry (``UncarriableEmail``:
+        an address without a valid domain, a display name with a line break, a bad header).
         """
-        sender = self._address(email.from_email, role="sender")
-        recipient = self._address(email.to_email, role="recipient")
-        needs_smtputf8 = not (sender.isascii() and recipient.isascii())
-        policy = SMTPUTF8_POLICY if needs_smtputf8 else SMTP_POLICY
-        domain = sender.rpartition("@")[2]
-        local = email.message_id if _MESSAGE_ID_SAFE.fullmatch(email.message_id) else _random_id()
-        message_id_header = f"<gomail-{local}@{domain}>"
-
-        message = EmailMessage(policy=policy)
-        message["From"] = self._mailbox(email.from_name, sender, role="sender")
-        message["To"] = self._mailbox(email.to_name, recipient, role="recipient")
-        if email.subject:
-            # A subject is one line; folding is the email package's job, not the caller's.
-            message["Subject"] = _LINE_BREAK.sub(" ", email.subject)
-        message["Date"] = format_datetime(datetime.now(UTC))
-        message["Message-ID"] = message_id_header
-        if not _LINE_BREAK.search(email.message_id):
-            message["X-Gomail-Id"] = email.message_id
-        message.set_content(email.body, subtype="plain", charset="utf-8", cte="quoted-printable")
+        try:
+            message = build_mime_message(email)
+        except UncarriableEmail as exc:
+            raise self.error(ErrorKind.PERMANENT, str(exc)) from exc
         return SmtpEnvelope(
-            sender=sender,
-            recipient=recipient,
-            message_id_header=message_id_header,
-            content=message.as_bytes(policy=policy),
-            needs_smtputf8=needs_smtputf8,
+            sender=message.sender,
+            recipients=message.recipients,
+            message_id_header=message.message_id_header,
+            content=message.content,
+            needs_smtputf8=message.needs_smtputf8,
         )
 
     def post(self, payload: SmtpEnvelope) -> SmtpAnswer:
@@ -382,9 +357,12 @@ class SmtpProvider(Provider):
                     raise _Reconnect
                 raise smtplib.SMTPSenderRefused(code, text, payload.sender)
             stage = SmtpStage.RCPT
-            code, text = connection.rcpt(payload.recipient)
-            if code not in (250, 251):
-                raise smtplib.SMTPRecipientsRefused({payload.recipient: (code, text)})
+            for recipient in payload.recipients:
+                code, text = connection.rcpt(recipient)
+                if code not in (250, 251):
+                    # One refused recipient ends the transaction for all: delivering to the
+                    # others only would make a retry duplicate their copies.
+                    raise smtplib.SMTPRecipientsRefused({recipient: (code, text)})
             stage = SmtpStage.DATA
             code, text = connection.docmd("data")
             if code != 354:
@@ -484,29 +462,6 @@ class SmtpProvider(Provider):
         with self._connections_lock:
             self._connections = [c for c in self._connections if c is not connection]
 
-    # --- addresses --------------------------------------------------------------------------
-
-    def _address(self, address: str, *, role: str) -> str:
-        try:
-            return with_ascii_domain(address)
-        except ValueError as exc:
-            raise self.error(ErrorKind.PERMANENT, f"{role} address: {exc}") from exc
-
-    def _mailbox(self, display_name: str, address: str, *, role: str) -> Address:
-        if _LINE_BREAK.search(display_name):
-            raise self.error(ErrorKind.PERMANENT, f"{role} name contains a line break")
-        try:
-            if not address.isascii():
-                # The email package's parser refuses a non-ASCII local part even where SMTPUTF8
-                # carries it; built from its parts, the SMTPUTF8 policy writes it as UTF-8.
-                local, _, domain = address.rpartition("@")
-                return Address(display_name=display_name, username=local, domain=domain)
-            return Address(display_name=display_name, addr_spec=address)
-        except (ValueError, IndexError) as exc:  # the email package's parser refused it
-            raise self.error(
-                ErrorKind.PERMANENT, f"{role} address is not a valid mailbox ({type(exc).__name__})"
-            ) from exc
-
 
 def _dot_stuffed(content: bytes) -> bytes:
     """``content`` as DATA carries it: leading dots doubled, CRLF-terminated, then ``.``."""
@@ -514,10 +469,6 @@ def _dot_stuffed(content: bytes) -> bytes:
     if not stuffed.endswith(b"\r\n"):
         stuffed += b"\r\n"
     return stuffed + b".\r\n"
-
-
-def _random_id() -> str:
-    return secrets.token_hex(16)
 
 
 def _quit_quietly(connection: smtplib.SMTP) -> None:
