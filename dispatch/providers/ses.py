@@ -1,7 +1,10 @@
-"""Amazon SES (classic v1 API, ``SendEmail``) as a Gomail provider.
+"""Amazon SES (classic v1 API, ``SendEmail`` and ``SendRawEmail``) as a Gomail provider.
 
-The boto3 client is built elsewhere (from configuration) and handed in, so the same code talks to
-real SES or to a local moto server; only the client's endpoint differs.
+An email SES's structured ``SendEmail`` can say (recipients, text and HTML, reply-to, tags) goes
+that way; one with attachments or custom headers (``OutgoingEmail.needs_mime``) goes as the
+MIME message of ``dispatch.providers.mime`` through ``SendRawEmail``, which has no fields for
+them. The boto3 client is built elsewhere (from configuration) and handed in, so the same code
+talks to real SES or to a local moto server; only the client's endpoint differs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dispatch.providers.base import (
     with_ascii_domain,
 )
 from dispatch.providers.errors import ErrorKind, ProviderError
+from dispatch.providers.mime import UncarriableEmail, build_mime_message
 from gomail_site.config import ProviderConfig
 
 # SES error codes (``ClientError.response["Error"]["Code"]``) and whose fault they are.
@@ -135,14 +139,41 @@ def botocore_error_rule(error: Exception) -> BotocoreErrorRule | None:
     return next((rule for rule in BOTOCORE_ERROR_RULES if isinstance(error, rule.exception)), None)
 
 
-# SES message tags allow only these characters; an id outside them is simply not tagged,
-# because a tag SES refuses would reject the whole message (InvalidParameterValue).
+# SES message tags (names and values) allow only these characters; a name or value outside
+# them is simply not tagged, because a tag SES refuses would reject the whole message
+# (InvalidParameterValue).
 _TAG_VALUE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 _LINE_BREAK = re.compile(r"[\r\n]")
+MESSAGE_ID_TAG = "gomail_id"
+# What a tag of ours (a name without a value) carries as the SES tag's value.
+TAG_PRESENT_VALUE = "true"
+
+
+def ses_message_tags(email: OutgoingEmail) -> list[dict[str, str]]:
+    """The SES message tags of ``email`` (``Tags`` of either call). Pure.
+
+    In order, each name once (the first wins): ``gomail_id`` = the email's id (it ties SES's
+    event notifications to our record, as SendGrid's custom_args do); each metadata entry as
+    name = value; each tag as name = ``"true"``. Whatever SES's tag characters cannot carry
+    (a name or value outside ``[A-Za-z0-9_-]``, over 256 characters) is skipped, as is a name
+    already taken (a tag equal to a metadata key); ``gomail_id`` is never another value.
+    """
+    tags: dict[str, str] = {}
+    if _TAG_VALUE.fullmatch(email.message_id):
+        tags[MESSAGE_ID_TAG] = email.message_id
+    ours = [*email.metadata.items(), *((tag, TAG_PRESENT_VALUE) for tag in email.tags)]
+    for name, value in ours:
+        # gomail_id is reserved even when the id itself could not be tagged: another value
+        # under that name would tie SES's events to the wrong record.
+        if name in tags or name == MESSAGE_ID_TAG:
+            continue
+        if _TAG_VALUE.fullmatch(name) and _TAG_VALUE.fullmatch(value):
+            tags[name] = value
+    return [{"Name": name, "Value": value} for name, value in tags.items()]
 
 
 class SesProvider(Provider):
-    """Sends through SES ``SendEmail`` with a boto3 ``ses`` client.
+    """Sends through SES ``SendEmail`` (or ``SendRawEmail``) with a boto3 ``ses`` client.
 
     Build the client with botocore retries off (``Config(retries={"total_max_attempts": 1})``)
     and explicit connect/read timeouts: botocore retries read timeouts on its own, which would
@@ -160,32 +191,68 @@ class SesProvider(Provider):
         self.name = name
 
     def build_payload(self, email: OutgoingEmail) -> dict[str, Any]:
-        """``SendEmail`` keyword arguments for ``email``.
+        """The keyword arguments of ``SendEmail``, or of ``SendRawEmail`` (``RawMessage`` in
+        them) when ``email.needs_mime``.
 
-        From and To are ``formataddr`` mailboxes: a non-ASCII display name becomes an RFC 2047
-        encoded word (SES requires that) and an IDN domain becomes punycode (SES requires ASCII
-        addresses). Raises ``ProviderError(PERMANENT)`` for an address SES cannot carry (non-ASCII
-        local part, invalid domain) or a display name containing a line break.
+        ``SendEmail``: Destination To/Cc/Bcc, Body Text and/or Html (only the parts given),
+        ReplyToAddresses, Tags (``ses_message_tags``). ``SendRawEmail``: Source, Destinations
+        (every To, Cc and Bcc address: Bcc is in no header of the message), the MIME bytes of
+        ``build_mime_message`` and the same Tags.
+
+        Mailboxes are ``formataddr``'s: a non-ASCII display name becomes an RFC 2047 encoded
+        word (SES requires that) and an IDN domain becomes punycode (SES requires ASCII
+        addresses). Raises ``ProviderError(PERMANENT)`` for an address SES cannot carry
+        (non-ASCII local part, invalid domain), a display name containing a line break, or a
+        custom header the MIME message cannot carry.
         """
-        payload: dict[str, Any] = {
-            "Source": self._mailbox(email.from_email, email.from_name, role="sender"),
-            "Destination": {
-                "ToAddresses": [self._mailbox(email.to_email, email.to_name, role="recipient")]
-            },
-            "Message": {
-                # SES accepts an empty subject; the mail simply has none.
-                "Subject": {"Data": email.subject, "Charset": "UTF-8"},
-                "Body": {"Text": {"Data": email.body, "Charset": "UTF-8"}},
-            },
-        }
-        if _TAG_VALUE.fullmatch(email.message_id):
-            # Travels with SES's event notifications (with a configuration set), so a bounce or
-            # complaint can be traced to our record, as SendGrid's custom_args are.
-            payload["Tags"] = [{"Name": "gomail_id", "Value": email.message_id}]
+        source = self._mailbox(email.from_email, email.from_name, role="sender")
+        to = [self._mailbox(m.email, m.name, role="recipient") for m in email.to]
+        cc = [self._mailbox(m.email, m.name, role="recipient") for m in email.cc]
+        bcc = [self._mailbox(m.email, m.name, role="recipient") for m in email.bcc]
+        reply_to = [self._mailbox(address, "", role="reply-to") for address in email.reply_to]
+        payload: dict[str, Any]
+        if email.needs_mime:
+            try:
+                message = build_mime_message(email)
+            except UncarriableEmail as exc:
+                raise self.error(ErrorKind.PERMANENT, str(exc)) from exc
+            payload = {
+                "Source": source,
+                "Destinations": list(message.recipients),
+                "RawMessage": {"Data": message.content},
+            }
+        else:
+            destination = {"ToAddresses": to}
+            if cc:
+                destination["CcAddresses"] = cc
+            if bcc:
+                destination["BccAddresses"] = bcc
+            body: dict[str, Any] = {}
+            if email.body or not email.html:
+                body["Text"] = {"Data": email.body, "Charset": "UTF-8"}
+            if email.html:
+                body["Html"] = {"Data": email.html, "Charset": "UTF-8"}
+            payload = {
+                "Source": source,
+                "Destination": destination,
+                "Message": {
+                    # SES accepts an empty subject; the mail simply has none.
+                    "Subject": {"Data": email.subject, "Charset": "UTF-8"},
+                    "Body": body,
+                },
+            }
+            if reply_to:
+                payload["ReplyToAddresses"] = reply_to
+        tags = ses_message_tags(email)
+        if tags:
+            payload["Tags"] = tags
         return payload
 
     def post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Call ``SendEmail``; botocore exceptions propagate to ``classify_error``."""
+        """Call ``SendRawEmail`` for a raw message, else ``SendEmail``; botocore exceptions
+        propagate to ``classify_error``."""
+        if "RawMessage" in payload:
+            return self._client.send_raw_email(**payload)
         return self._client.send_email(**payload)
 
     def parse_answer(self, answer: dict[str, Any]) -> SendResult:
