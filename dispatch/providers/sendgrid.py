@@ -4,6 +4,7 @@ library. The host is configurable so the same code talks to SendGrid or to a loc
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import time
@@ -16,11 +17,24 @@ from pydantic import Field, HttpUrl
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import (
+    Attachment,
+    Bcc,
+    Category,
+    Cc,
+    ContentId,
     CustomArg,
+    Disposition,
     Email,
+    FileContent,
+    FileName,
+    FileType,
     From,
+    Header,
+    HtmlContent,
     Mail,
+    Personalization,
     PlainTextContent,
+    ReplyTo,
     Subject,
     To,
 )
@@ -35,6 +49,7 @@ from dispatch.providers.base import (
     with_ascii_domain,
 )
 from dispatch.providers.errors import MAX_REASON_LENGTH, ErrorKind, ProviderError
+from emails.wire import Attachment as WireAttachment
 from gomail_site.config import ProviderConfig
 
 # HTTP statuses of an error answer and whose fault they are. Any other status (5xx included) is
@@ -105,20 +120,64 @@ class SendGridProvider(Provider):
         return self._api.client
 
     def build_payload(self, email: OutgoingEmail) -> dict[str, Any]:
-        """The JSON body of ``/v3/mail/send``: one recipient, plain-text content, the subject
-        (``EMPTY_SUBJECT_STAND_IN`` when empty) and ``custom_args`` ``{"gomail_id": id}``.
+        """The JSON body of ``/v3/mail/send``.
+
+        One personalization with every To, Cc and Bcc recipient, so that all of them get the
+        same message (an address SendGrid would see twice, case-insensitively, is kept at its
+        first place only: SendGrid refuses a personalization that repeats one). The content
+        ``text/plain`` then ``text/html`` (those given); the subject
+        (``EMPTY_SUBJECT_STAND_IN`` when empty); ``reply_to`` (one address) or
+        ``reply_to_list`` (several); the custom ``headers``; ``categories`` = the tags;
+        ``custom_args`` = the metadata and ``gomail_id`` (which wins over a metadata key of that
+        name); ``attachments`` (base64, ``inline`` with their ``content_id`` when they have one).
 
         IDN domains are sent in punycode (the same mailbox, in the form every API accepts).
         Raises ``ProviderError(PERMANENT)`` when an address has no valid domain.
         """
         mail = Mail(
             from_email=self._address(From(), email.from_email, email.from_name, role="sender"),
-            to_emails=self._address(To(), email.to_email, email.to_name, role="recipient"),
             subject=Subject(email.subject or EMPTY_SUBJECT_STAND_IN),
-            plain_text_content=PlainTextContent(email.body),
+            # An email without HTML keeps its text part even when empty, as it always had.
+            plain_text_content=PlainTextContent(email.body)
+            if email.body or not email.html
+            else None,
+            html_content=HtmlContent(email.html) if email.html else None,
         )
-        mail.custom_arg = CustomArg(MESSAGE_ID_ARG, email.message_id)
-        return mail.get()
+        mail.add_personalization(self._personalization(email))
+        reply_to = [self._address(ReplyTo(), a, "", role="reply-to") for a in email.reply_to]
+        if len(reply_to) == 1:
+            mail.reply_to = reply_to[0]
+        elif reply_to:
+            mail.reply_to_list = reply_to
+        for name, value in email.headers.items():
+            mail.add_header(Header(name, value))
+        for key, value in email.metadata.items():
+            if key != MESSAGE_ID_ARG:
+                mail.add_custom_arg(CustomArg(key, value))
+        mail.add_custom_arg(CustomArg(MESSAGE_ID_ARG, email.message_id))
+        payload = mail.get()
+        # Set in the payload, not through Mail: its add_category and add_attachment insert at
+        # the front, which would reverse the caller's order.
+        if email.tags:
+            payload["categories"] = [Category(tag).get() for tag in email.tags]
+        if email.attachments:
+            payload["attachments"] = [_attachment(a).get() for a in email.attachments]
+        return payload
+
+    def _personalization(self, email: OutgoingEmail) -> Personalization:
+        personalization = Personalization()
+        seen: set[str] = set()
+        for mailboxes, kind, add in (
+            (email.to, To, personalization.add_to),
+            (email.cc, Cc, personalization.add_cc),
+            (email.bcc, Bcc, personalization.add_bcc),
+        ):
+            for mailbox in mailboxes:
+                address = self._address(kind(), mailbox.email, mailbox.name, role="recipient")
+                if address.email.lower() not in seen:
+                    seen.add(address.email.lower())
+                    add(address)
+        return personalization
 
     def post(self, payload: dict[str, Any]) -> Any:
         """POST the payload; a non-2xx answer raises python_http_client's ``HTTPError``."""
@@ -201,6 +260,17 @@ class SendGridProvider(Provider):
         if name:
             address.name = name
         return address
+
+
+def _attachment(attachment: WireAttachment) -> Attachment:
+    """SendGrid's attachment: base64 content, inline with its content id when it has one."""
+    return Attachment(
+        FileContent(base64.b64encode(attachment.content).decode("ascii")),
+        FileName(attachment.filename),
+        FileType(attachment.content_type),
+        Disposition("inline" if attachment.content_id else "attachment"),
+        ContentId(attachment.content_id) if attachment.content_id else None,
+    )
 
 
 def _header(headers: Any, name: str) -> str | None:
