@@ -110,6 +110,7 @@ export const signOut = () => request("DELETE", "/session");
 
 export const sendEmail = (email) => request("POST", "/email/send", { email });
 export const getEmail = (messageId) => request("GET", `/email/${encodeURIComponent(messageId)}`);
+export const getEmailLimits = () => request("GET", "/email/limits");
 
 export function getRecentEmails({ status = "", limit = 50 } = {}) {
   const query = new URLSearchParams(status ? { status, limit } : { limit });

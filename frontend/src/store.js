@@ -1,4 +1,5 @@
 import { configureStore } from "@reduxjs/toolkit";
+import limits from "./features/limits.js";
 import nav from "./features/nav.js";
 import providers from "./features/providers.js";
 import recent from "./features/recent.js";
@@ -8,7 +9,7 @@ import status from "./features/status.js";
 
 export function makeStore(preloadedState) {
   return configureStore({
-    reducer: { session, nav, send, status, recent, providers },
+    reducer: { session, nav, send, limits, status, recent, providers },
     preloadedState,
     middleware: (getDefaultMiddleware) => getDefaultMiddleware().concat(signOutOn401),
   });

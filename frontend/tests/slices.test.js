@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { NETWORK_ERROR } from "../src/api.js";
 import { fetchProviders } from "../src/features/providers.js";
 import { fetchRecent, filterChanged } from "../src/features/recent.js";
-import { fieldChanged, selectSendErrors, sendEmail } from "../src/features/send.js";
+import { fieldChanged, recipientChanged, selectSendErrors, sendEmail } from "../src/features/send.js";
 import { loadSession, SESSION_ENDED, signIn, signOut } from "../src/features/session.js";
 import { followEmail, stopFollowing } from "../src/features/status.js";
 import { makeStore } from "../src/store.js";
@@ -17,12 +17,21 @@ const FIELDS = {
   body: "Hello",
 };
 
-// A store whose send form is filled in with FIELDS.
+// A store whose send form is filled in with FIELDS (the To name and email: its one To row).
 function filledStore() {
   const store = makeStore(signedIn());
-  for (const [name, value] of Object.entries(FIELDS)) store.dispatch(fieldChanged({ name, value }));
+  const toRow = store.getState().send.recipients.to[0].id;
+  for (const [name, value] of Object.entries(FIELDS)) {
+    if (name === "toName" || name === "toEmail") {
+      store.dispatch(recipientChanged({ kind: "to", id: toRow, part: name.slice(2).toLowerCase(), value }));
+    } else {
+      store.dispatch(fieldChanged({ name, value }));
+    }
+  }
   return store;
 }
+
+const toRowOf = (store) => store.getState().send.recipients.to[0].id;
 
 describe("send slice", () => {
   it("maps a 422's errors to their fields, with no banner", async () => {
@@ -38,10 +47,11 @@ describe("send slice", () => {
     const store = filledStore();
     await store.dispatch(sendEmail());
     expect(store.getState().send.sending).toBe(false);
+    // toEmail is the one To row's email.
     expect(selectSendErrors(store.getState())).toEqual({
-      fields: {
+      at: {
         fromEmail: "From email is not a valid email",
-        toEmail: "To email is required",
+        [`${toRowOf(store)}.email`]: "To email is required",
         body: "Body is required",
       },
       banner: null,
@@ -56,7 +66,7 @@ describe("send slice", () => {
     stubFetch(() => json(status, { errors: { base: message } }));
     const store = filledStore();
     await store.dispatch(sendEmail());
-    expect(selectSendErrors(store.getState())).toEqual({ fields: {}, banner: message });
+    expect(selectSendErrors(store.getState())).toEqual({ at: {}, banner: message });
     expect(store.getState().send.messageId).toBeNull();
   });
 
@@ -90,17 +100,19 @@ describe("send slice", () => {
     expect(send.sending).toBe(false);
     expect(send.messageId).toBe("m-42");
     expect(send.errors).toEqual({});
+    // One To recipient and nothing else new: the original format, exactly.
     expect(JSON.parse(fetch.mock.calls[0][1].body)).toEqual({ email: FIELDS });
     // The sender stays for the next email; the rest is cleared.
-    expect(send.fields).toEqual({ ...FIELDS, toName: "", toEmail: "", subject: "", body: "" });
+    expect(send.fields).toEqual({ fromName: "Ada", fromEmail: "ada@example.com", subject: "", body: "", html: "", tags: "" });
+    expect(send.recipients).toEqual({ to: [{ id: expect.any(String), email: "", name: "" }], cc: [], bcc: [] });
   });
 
   it("clears a field's error when the field changes", async () => {
     stubFetch(() => json(422, { errors: { toEmail: "To email is required", body: "Body is required" } }));
     const store = filledStore();
     await store.dispatch(sendEmail());
-    store.dispatch(fieldChanged({ name: "toEmail", value: "bob@example.com" }));
-    expect(selectSendErrors(store.getState()).fields).toEqual({ body: "Body is required" });
+    store.dispatch(recipientChanged({ kind: "to", id: toRowOf(store), part: "email", value: "bob@example.com" }));
+    expect(selectSendErrors(store.getState()).at).toEqual({ body: "Body is required" });
   });
 });
 

@@ -1,7 +1,82 @@
 import { useEffect } from "react";
 import { useDispatch, useSelector } from "react-redux";
 import { followEmail, isFinal, stopFollowing } from "../features/status.js";
+import { formatSize } from "../sizes.js";
 import { Banner, STATUS_HINTS, StatusBadge, Time } from "./common.jsx";
+
+export const addressOf = ({ email, name }) => (name ? `${name} <${email}>` : email);
+
+const RECIPIENTS = [
+  ["to", "To"],
+  ["cc", "Cc"],
+  ["bcc", "Bcc"],
+];
+
+/**
+ * What the email was (recipients, tags, metadata, attachments), as far as the API's answer
+ * says: an older API answers none of these, and a list that is empty is not shown.
+ */
+function EmailContents({ email }) {
+  const metadata = Object.entries(email.metadata || {});
+  return (
+    <>
+      {RECIPIENTS.map(
+        ([kind, label]) =>
+          email[kind]?.length > 0 && (
+            <Fact key={kind} label={label}>
+              <span data-testid={`email-${kind}`}>{email[kind].map(addressOf).join(", ")}</span>
+            </Fact>
+          ),
+      )}
+      {email.tags?.length > 0 && (
+        <Fact label="Tags">
+          <ul className="tags" data-testid="email-tags">
+            {email.tags.map((tag) => (
+              <li key={tag} className="tag">
+                {tag}
+              </li>
+            ))}
+          </ul>
+        </Fact>
+      )}
+      {metadata.length > 0 && (
+        <Fact label="Metadata">
+          <ul className="plain" data-testid="email-metadata">
+            {metadata.map(([key, value]) => (
+              <li key={key}>
+                <code>{key}</code>: {value}
+              </li>
+            ))}
+          </ul>
+        </Fact>
+      )}
+      {email.attachments?.length > 0 && (
+        <Fact label="Attachments">
+          <ul className="plain" data-testid="email-attachments">
+            {email.attachments.map((attachment, index) => (
+              <li key={index} data-testid="email-attachment">
+                {attachment.filename}{" "}
+                <span className="muted">
+                  ({formatSize(attachment.size)}
+                  {attachment.contentType ? `, ${attachment.contentType}` : ""})
+                </span>
+              </li>
+            ))}
+          </ul>
+        </Fact>
+      )}
+    </>
+  );
+}
+
+function Fact({ label, children }) {
+  return (
+    <>
+      <dt>{label}</dt>
+      <dd>{children}</dd>
+    </>
+  );
+}
 
 /** An email's delivery status, polled live while it is shown and not final. */
 export default function DeliveryStatus({ messageId }) {
@@ -39,6 +114,7 @@ export default function DeliveryStatus({ messageId }) {
           <dd>
             <Time value={email.sentAt} />
           </dd>
+          <EmailContents email={email} />
         </dl>
       ) : (
         !entry?.error && <p role="status">Loading the status…</p>

@@ -1,9 +1,14 @@
 // Small building blocks shared by the pages.
 
-/** A labelled input (or textarea) with its own error message, tied by aria-describedby. */
-export function Field({ id, label, error, multiline = false, required = false, className = "", ...props }) {
+/**
+ * A labelled input (or textarea) with its own error message, tied by aria-describedby, and
+ * an optional hint after it.
+ */
+export function Field({ id, label, error, hint, multiline = false, required = false, className = "", ...props }) {
   const Control = multiline ? "textarea" : "input";
   const errorId = `${id}-error`;
+  const hintId = `${id}-hint`;
+  const describedBy = [error && errorId, hint && hintId].filter(Boolean).join(" ");
   return (
     <div className={`field ${className}`}>
       <label htmlFor={id} className={required ? "required" : undefined}>
@@ -14,12 +19,17 @@ export function Field({ id, label, error, multiline = false, required = false, c
         name={id}
         required={required}
         aria-invalid={error ? "true" : "false"}
-        aria-describedby={error ? errorId : undefined}
+        aria-describedby={describedBy || undefined}
         {...props}
       />
       {error && (
         <p id={errorId} className="field-error">
           {error}
+        </p>
+      )}
+      {hint && (
+        <p id={hintId} className="muted small hint">
+          {hint}
         </p>
       )}
     </div>
