@@ -6,13 +6,18 @@ Run it in the foreground with ``python -m devtools.sendgrid_stub [--host H] [--p
 HTTP endpoints:
 
 - ``POST /v3/mail/send``: SendGrid's contract. ``Authorization: Bearer <key>`` must match the
-  configured key (else 401); bodies over 30 MiB get 413; the minimal payload SendGrid requires is
-  validated (else 400 naming the ``field``). Success: 202, empty body, ``X-Message-Id`` header,
+  configured key (else 401); bodies over 30 MiB get 413; the payload is validated as SendGrid
+  does (else 400 naming the ``field``): the required fields; addresses, and each address once
+  across a personalization's to, cc and bcc; text/plain content first; reply_to or
+  reply_to_list (not both); attachments (base64 content and a filename; inline ones with a
+  content_id); categories (at most 10, unique, up to 255 characters); headers and custom_args
+  (one-line strings). Success: 202, empty body, ``X-Message-Id`` header,
   and the message is recorded. Errors use SendGrid's shape
   ``{"errors": [{"message": ..., "field": ..., "help": null}]}``.
 - ``GET /_stub/config``, ``POST /_stub/config``: read / merge the fault configuration
   ``{"failRate": 0..1, "failStatus": 400..599, "delayMs": int, "retryAfterSeconds": int|null}``.
-- ``GET /_stub/messages``: ``{"messages": [...], "attempts": n, "failures": n}``.
+- ``GET /_stub/messages``: ``{"messages": [...], "attempts": n, "failures": n}``; a message is
+  ``{"messageId", "receivedAt", "payload"}``, ``payload`` the accepted JSON body, whole.
 - ``POST /_stub/reset``: clear messages, counters and configuration.
 
 Fault injection is deterministic: among authenticated sends (counted as ``attempts`` since the
@@ -28,6 +33,8 @@ Django or any product package.
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import hmac
 import json
 import logging
@@ -69,6 +76,10 @@ MAX_RETRY_AFTER_SECONDS = 86_400
 _MAX_DRAIN_BYTES = 64 * 1024 * 1024
 _IDLE_CONNECTION_TIMEOUT_SECONDS = 60
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+_HEADER_BREAK = re.compile(r"[\r\n]")
+# SendGrid's limits on categories (its v3 Mail Send reference).
+MAX_CATEGORIES = 10
+MAX_CATEGORY_LENGTH = 255
 
 
 def sendgrid_error(message: str, field: str | None = None) -> dict[str, Any]:
@@ -96,6 +107,11 @@ def validate_mail(payload: object) -> None:
     _check_from(payload.get("from"))
     _check_subject(payload)
     _check_content(payload.get("content"))
+    _check_reply_to(payload)
+    _check_attachments(payload.get("attachments", []))
+    _check_categories(payload.get("categories", []))
+    _check_string_map(payload.get("headers", {}), "headers")
+    _check_string_map(payload.get("custom_args", {}), "custom_args")
 
 
 def _check_personalizations(personalizations: object) -> None:
@@ -115,8 +131,19 @@ def _check_personalizations(personalizations: object) -> None:
                 "The to array is required for all personalization objects, and must have at "
                 "least one email object with a valid email address.",
             )
+        seen: set[str] = set()
         for kind in ("to", "cc", "bcc"):
-            _check_address_list(personalization.get(kind, []), f"{field}.{kind}")
+            addresses = personalization.get(kind, [])
+            _check_address_list(addresses, f"{field}.{kind}")
+            for address in addresses:
+                email = address["email"].lower()
+                if email in seen:
+                    raise PayloadError(
+                        f"{field}.{kind}",
+                        "Each email address in the personalization block should be unique "
+                        "between to, cc, and bcc.",
+                    )
+                seen.add(email)
 
 
 def _check_address_list(addresses: object, field: str) -> None:
@@ -176,6 +203,75 @@ def _check_content(content: object) -> None:
             "The text/plain content type must be first, followed by text/html, then any other "
             "content.",
         )
+
+
+def _check_reply_to(payload: dict[str, Any]) -> None:
+    if "reply_to" in payload and "reply_to_list" in payload:
+        raise PayloadError(
+            "reply_to", "You may not use both reply_to and reply_to_list in the same request."
+        )
+    if "reply_to" in payload:
+        _check_address(payload["reply_to"], "reply_to")
+    if "reply_to_list" in payload:
+        reply_to_list = payload["reply_to_list"]
+        if not isinstance(reply_to_list, list) or not reply_to_list:
+            raise PayloadError("reply_to_list", "The reply_to_list must be a non-empty array.")
+        _check_address_list(reply_to_list, "reply_to_list")
+
+
+def _check_attachments(attachments: object) -> None:
+    if not isinstance(attachments, list):
+        raise PayloadError("attachments", "The attachments must be an array.")
+    for index, item in enumerate(attachments):
+        field = f"attachments.{index}"
+        attachment = item if isinstance(item, dict) else {}
+        content = attachment.get("content")
+        if not _is_text(content):
+            raise PayloadError(f"{field}.content", "The attachment content is required.")
+        try:
+            base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise PayloadError(
+                f"{field}.content", "The attachment content must be base64 encoded."
+            ) from None
+        if not _is_text(attachment.get("filename")):
+            raise PayloadError(f"{field}.filename", "The attachment filename is required.")
+        if "type" in attachment and not (
+            _is_text(attachment["type"]) and not _HEADER_BREAK.search(attachment["type"])
+        ):
+            raise PayloadError(f"{field}.type", "The attachment type must be a MIME type.")
+        disposition = attachment.get("disposition", "attachment")
+        if disposition not in ("inline", "attachment"):
+            raise PayloadError(
+                f"{field}.disposition", "The disposition must be inline or attachment."
+            )
+        if disposition == "inline" and not _is_text(attachment.get("content_id")):
+            raise PayloadError(
+                f"{field}.content_id", "The content_id is required for an inline attachment."
+            )
+
+
+def _check_categories(categories: object) -> None:
+    if not isinstance(categories, list) or len(categories) > MAX_CATEGORIES:
+        raise PayloadError(
+            "categories", f"The categories must be an array of at most {MAX_CATEGORIES}."
+        )
+    for index, category in enumerate(categories):
+        if not _is_text(category) or len(category) > MAX_CATEGORY_LENGTH:
+            raise PayloadError(
+                f"categories.{index}",
+                f"A category must be a string of 1 to {MAX_CATEGORY_LENGTH} characters.",
+            )
+    if len(set(categories)) != len(categories):
+        raise PayloadError("categories", "The categories must be unique.")
+
+
+def _check_string_map(mapping: object, field: str) -> None:
+    if not isinstance(mapping, dict):
+        raise PayloadError(field, f"The {field} must be an object.")
+    for key, value in mapping.items():
+        if not isinstance(value, str) or _HEADER_BREAK.search(key) or _HEADER_BREAK.search(value):
+            raise PayloadError(f"{field}.{key}", f"Each of {field} must be a one-line string.")
 
 
 def _is_text(value: object) -> bool:

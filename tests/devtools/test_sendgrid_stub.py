@@ -236,7 +236,82 @@ MALFORMED = [
         ),
         "content.0.type",
     ),
+    (
+        "an address twice across to and bcc",
+        _set("personalizations.0.bcc", [{"email": "RCPT@example.com"}]),
+        "personalizations.0.bcc",
+    ),
+    (
+        "bad bcc email",
+        _set("personalizations.0.bcc", [{"email": "no"}]),
+        "personalizations.0.bcc.0.email",
+    ),
+    ("attachments not a list", _set("attachments", {}), "attachments"),
+    (
+        "attachment without content",
+        _set("attachments", [{"filename": "a.txt"}]),
+        "attachments.0.content",
+    ),
+    (
+        "attachment content not base64",
+        _set("attachments", [{"content": "not base64!", "filename": "a.txt"}]),
+        "attachments.0.content",
+    ),
+    (
+        "attachment without filename",
+        _set("attachments", [{"content": "aGk="}]),
+        "attachments.0.filename",
+    ),
+    (
+        "inline attachment without content_id",
+        _set("attachments", [{"content": "aGk=", "filename": "a.png", "disposition": "inline"}]),
+        "attachments.0.content_id",
+    ),
+    (
+        "unknown disposition",
+        _set("attachments", [{"content": "aGk=", "filename": "a", "disposition": "x"}]),
+        "attachments.0.disposition",
+    ),
+    ("eleven categories", _set("categories", [f"c{n}" for n in range(11)]), "categories"),
+    ("a category twice", _set("categories", ["a", "a"]), "categories"),
+    ("an empty category", _set("categories", [""]), "categories.0"),
+    ("category too long", _set("categories", ["x" * 256]), "categories.0"),
+    (
+        "reply_to and reply_to_list",
+        lambda body: body.update(
+            reply_to={"email": "a@example.com"}, reply_to_list=[{"email": "b@example.com"}]
+        ),
+        "reply_to",
+    ),
+    ("bad reply_to", _set("reply_to", {"email": "no"}), "reply_to.email"),
+    ("empty reply_to_list", _set("reply_to_list", []), "reply_to_list"),
+    ("bad reply_to_list", _set("reply_to_list", [{"email": "no"}]), "reply_to_list.0.email"),
+    ("custom arg not a string", _set("custom_args", {"n": 1}), "custom_args.n"),
+    ("header with a line break", _set("headers", {"X-A": "a\r\nBcc: x"}), "headers.X-A"),
 ]
+
+
+def test_a_full_payload_is_accepted_and_recorded_whole(stub: SendGridStub) -> None:
+    body = payload() | {
+        "reply_to_list": [{"email": "a@example.com"}, {"email": "b@example.com", "name": "B"}],
+        "attachments": [
+            {"content": "aGk=", "filename": "a.txt", "type": "text/plain"},
+            {"content": "iVBO", "filename": "a.png", "disposition": "inline", "content_id": "a"},
+        ],
+        "categories": ["news", "weekly"],
+        "headers": {"List-Unsubscribe": "<mailto:u@example.com>"},
+        "custom_args": {"gomail_id": "x", "campaign": "7"},
+    }
+    body["personalizations"][0] |= {
+        "cc": [{"email": "cc@example.com"}],
+        "bcc": [{"email": "bcc@example.com"}],
+    }
+
+    response = post_send(stub, body)
+
+    assert response.status_code == 202, response.text
+    [message] = stub.messages()
+    assert message["payload"] == body
 
 
 @pytest.mark.parametrize(
