@@ -10,6 +10,9 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from typing import Any
 
 from django.conf import settings
@@ -17,7 +20,7 @@ from django.db import connection
 
 from dispatch.inbox import ReceivedMessage, receive
 from dispatch.providers import OutgoingEmail
-from emails.wire import WireEmail
+from emails.wire import Attachment, Mailbox, WireEmail
 from gomail_site.aws import aws_client, queue_url
 from tests.harness.emails import SENDER
 from tests.harness.queues import enqueue_raw as put
@@ -112,3 +115,56 @@ def in_own_connection(function: Callable[..., Any]) -> Callable[..., Any]:
             connection.close()
 
     return run
+
+
+# --- real emails: every field a provider carries, and reading their MIME messages back ----
+
+# An inline image's content id, as the HTML of ``real_email`` references it.
+LOGO_CID = "logo-1@gomail.test"
+
+
+def real_email(**overrides: Any) -> OutgoingEmail:
+    """An email with every field set: two To (one IDN), a Cc, a Bcc, text and HTML, two
+    reply-to addresses, a custom header, tags and metadata; no attachments (add them)."""
+    fields: dict[str, Any] = {
+        "message_id": "5d1c7a52-3f0e-4b5e-9a44-1c2d3e4f5a6b",
+        "from_email": SENDER,
+        "from_name": "Zoë Sender",
+        "to_email": "",
+        "to_name": "",
+        "subject": "Grüße ✓",
+        "body": "Plain ✓",
+        "to": (Mailbox("reader@example.org", "Doe, John"), Mailbox("leser@bücher.example")),
+        "cc": (Mailbox("copy@example.org", "Çopy"),),
+        "bcc": (Mailbox("hidden@example.org", "Hidden One"),),
+        "html": f'<p>HTML ✓ <img src="cid:{LOGO_CID}"></p>',
+        "reply_to": ("answers@example.com", "help@bücher.example"),
+        "headers": {"List-Unsubscribe": "<mailto:unsubscribe@example.com>"},
+        "tags": ("newsletter", "week 12"),
+        "metadata": {"campaign": "spring-7", "note": "not taggable!"},
+    }
+    fields.update(overrides)
+    return OutgoingEmail(**fields)
+
+
+def logo(content: bytes = b"\x89PNG\r\n\x1a\n-logo-") -> Attachment:
+    """An inline image, referenced by ``real_email``'s HTML."""
+    return Attachment("logo.png", "image/png", content, LOGO_CID)
+
+
+def parsed(raw: bytes | str) -> EmailMessage:
+    """A raw RFC 5322 message as the email package reads it (modern policy)."""
+    data = raw.encode("utf-8") if isinstance(raw, str) else raw
+    return message_from_bytes(data, policy=default_policy)  # type: ignore[return-value]
+
+
+def header_block(raw: bytes | str) -> str:
+    """Every header line of a raw message and of all its parts (the Bcc must be in none)."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    message = parsed(text)
+    return "\n".join(f"{name}: {value}" for part in message.walk() for name, value in part.items())
+
+
+def part_by_filename(message: EmailMessage, filename: str) -> EmailMessage:
+    [part] = [p for p in message.walk() if p.get_filename() == filename]
+    return part  # type: ignore[return-value]
