@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
@@ -18,10 +19,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from emails import idempotency
 from emails.accepting import MessageTooLarge, NotAccepted, accept
 from emails.errors import ApiError, ServiceUnavailable, error_body
 from emails.models import ApiKey, Email
-from emails.openapi import FORBIDDEN, NOT_FOUND, UNAUTHENTICATED, error
+from emails.openapi import ERRORS, FORBIDDEN, NOT_FOUND, UNAUTHENTICATED, error
 from emails.parsing import COULD_NOT_DECODE, AnyContentTypeNegotiation
 from emails.senders import NOT_ALLOWED, allowed_senders_for
 from emails.serializers import EmailStatusSerializer, RecentEmailSerializer, SendEmailSerializer
@@ -65,6 +67,19 @@ class SendEmailView(APIView):
         operation_id="sendEmail",
         summary="Accept an email for delivery",
         request=inline_serializer("SendEmailRequest", {"email": SendEmailSerializer()}),
+        parameters=[
+            OpenApiParameter(
+                idempotency.HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="Makes a retry safe (IETF draft-ietf-httpapi-idempotency-key-header): "
+                "1 to 255 printable ASCII characters, quoted or not. The same key with the same "
+                "request answers the first request's `messageId` and queues nothing again; with "
+                "another request it is a 422. Remembered per caller for "
+                "`api.idempotency_retention_hours`.",
+            )
+        ],
         responses={
             200: OpenApiResponse(
                 inline_serializer("Accepted", {"messageId": serializers.UUIDField()}),
@@ -72,15 +87,33 @@ class SendEmailView(APIView):
             ),
             400: error(
                 "Malformed JSON or a wrong shape; a body over the size limit; characters SQS "
-                "refuses.",
+                "refuses; an invalid `Idempotency-Key`.",
                 {"base": COULD_NOT_DECODE},
             ),
             401: UNAUTHENTICATED,
             403: FORBIDDEN,
-            422: error(
-                "Every invalid field at once, keyed by its camelCase name; a `fromEmail` that "
-                "is not one of the caller's allowed senders is one of them.",
-                {"fromEmail": NOT_ALLOWED, "toEmail": "To email is required"},
+            409: error(
+                "Another request with this `Idempotency-Key` is still being accepted: retry "
+                "later with the same key.",
+                {"base": idempotency.IN_PROGRESS},
+            ),
+            422: OpenApiResponse(
+                ERRORS,
+                description="Every invalid field at once, keyed by its camelCase name; a "
+                "`fromEmail` that is not one of the caller's allowed senders is one of them. Or "
+                "an `Idempotency-Key` this caller sent with another request.",
+                examples=[
+                    OpenApiExample(
+                        "invalid fields",
+                        value={
+                            "errors": {"fromEmail": NOT_ALLOWED, "toEmail": "To email is required"}
+                        },
+                    ),
+                    OpenApiExample(
+                        "Idempotency-Key reused",
+                        value={"errors": {"base": idempotency.DIFFERENT_REQUEST}},
+                    ),
+                ],
             ),
             429: TOO_MANY_REQUESTS,
             503: error(
@@ -95,15 +128,19 @@ class SendEmailView(APIView):
         serializer = SendEmailSerializer(
             data=data, context={"allowed_senders": allowed_senders_for(api_key, user)}
         )
+        key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
         serializer.is_valid(raise_exception=True)
-        email = serializer.wire_email(str(uuid.uuid4()), timezone.now())
-        try:
-            accept(email, api_key=api_key, user=user)
-        except MessageTooLarge:
-            raise ApiError("Body is too large to queue") from None
-        except NotAccepted:
-            raise ServiceUnavailable() from None
-        return Response({"messageId": email.id})
+        # Only a valid request reserves its key; a failure to accept it releases the key.
+        with idempotency.reserved(key, idempotency.owner_of(api_key, user), request.data) as held:
+            if not held.replayed:
+                email = serializer.wire_email(held.email_id, timezone.now())
+                try:
+                    accept(email, api_key=api_key, user=user)
+                except MessageTooLarge:
+                    raise ApiError("Body is too large to queue") from None
+                except NotAccepted:
+                    raise ServiceUnavailable() from None
+        return Response({"messageId": held.email_id})
 
 
 class EmailStatusView(APIView):

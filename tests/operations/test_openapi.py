@@ -20,7 +20,8 @@ from openapi_schema_validator import OAS30ReadValidator, oas30_format_checker
 from openapi_spec_validator import validate as validate_spec
 from rest_framework.test import APIClient
 
-from emails.models import ApiKey, Email
+from emails import idempotency
+from emails.models import ApiKey, Email, IdempotencyKey
 from gomail_site import aws as site_aws
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(60)]
@@ -135,6 +136,17 @@ def _send_with_sqs_down(ctx: Context) -> Any:
         site_aws._queue_urls.clear()
 
 
+def _send_while_in_progress(ctx: Context) -> Any:
+    """The same Idempotency-Key as a request still being accepted (its row just written)."""
+    IdempotencyKey.objects.create(
+        owner=idempotency.owner_of(ctx.api_key, None),
+        key="in-progress",
+        fingerprint=idempotency.fingerprint(GOOD_EMAIL),
+        email_id=uuid.uuid4(),
+    )
+    return ctx.keyed().post(SEND, GOOD_EMAIL, format="json", HTTP_IDEMPOTENCY_KEY="in-progress")
+
+
 def _revoked(ctx: Context) -> APIClient:
     api_key, raw = ApiKey.create_key("revoked")
     api_key.revoked_at = api_key.created_at
@@ -230,6 +242,7 @@ CALLS = [
         lambda c: _revoked(c).post(SEND, GOOD_EMAIL, format="json"),
     ),
     Call(SEND, "post", 403, "session without CSRF", lambda c: _signed_in_post(c, csrf=False)),
+    Call(SEND, "post", 409, "Idempotency-Key in progress", _send_while_in_progress),
     Call(
         SEND,
         "post",
