@@ -64,3 +64,15 @@ export function email(status, extra = {}) {
     ...extra,
   };
 }
+
+// The answer of GET /email/limits in tests: small, so that files go over them easily.
+export const LIMITS = {
+  maxRecipients: 50,
+  maxAttachments: 3,
+  maxAttachmentBytes: 1000,
+  maxAttachmentsBytes: 2500,
+  deniedContentTypes: ["application/x-msdownload"],
+  deniedExtensions: ["exe", "bat"],
+  maxTags: 10,
+  maxTagLength: 64,
+};
