@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import pickle
 import re
 import socket
 import ssl
 import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -37,8 +40,19 @@ from dispatch.providers.ses import (
     SES_ERROR_KINDS,
     SesProvider,
     botocore_error_rule,
+    ses_message_tags,
 )
-from tests.dispatch.realparts import SENDER, outgoing_email
+from emails.wire import Attachment, Mailbox
+from tests.dispatch.realparts import (
+    LOGO_CID,
+    SENDER,
+    header_block,
+    logo,
+    outgoing_email,
+    parsed,
+    part_by_filename,
+    real_email,
+)
 from tests.harness.queues import ses_messages
 from tests.ports import unused_port
 
@@ -146,6 +160,159 @@ def test_message_id_ses_cannot_tag_is_sent_untagged() -> None:
     payload = SesProvider(client=None).build_payload(outgoing_email(message_id="sqs:id/with+chars"))
 
     assert "Tags" not in payload
+
+
+def ses_raw_messages(moto_url: str) -> list[dict[str, Any]]:
+    """Every ``SendRawEmail`` moto's SES accepted since its last reset: ``{"id", "source",
+    "destinations", "raw_data"}`` (``ses_messages`` has the ``SendEmail`` ones)."""
+    with urllib.request.urlopen(f"{moto_url}/moto-api/data.json", timeout=30) as answer:
+        return json.load(answer).get("ses", {}).get("RawMessage", [])
+
+
+def recording_requests(client: Any) -> list[dict[str, list[str]]]:
+    """The form fields of every request ``client`` sends from now on, as they go to moto (a
+    botocore hook that reads the request and lets it through). moto keeps only some of what
+    SES takes (one body part, no tags, no reply-to), so what was sent is read here."""
+    sent: list[dict[str, list[str]]] = []
+
+    def record(request: Any, **kwargs: Any) -> None:
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body
+        sent.append(urllib.parse.parse_qs(body))
+
+    client.meta.events.register("before-send.ses.*", record)
+    return sent
+
+
+def sent_tags(fields: dict[str, list[str]]) -> dict[str, str]:
+    names = {k: v[0] for k, v in fields.items() if k.startswith("Tags.member.")}
+    count = sum(1 for k in names if k.endswith(".Name"))
+    return {
+        names[f"Tags.member.{n}.Name"]: names[f"Tags.member.{n}.Value"] for n in range(1, count + 1)
+    }
+
+
+def test_cc_bcc_text_html_reply_to_and_tags_go_through_send_email(moto_ses: MotoServer) -> None:
+    client = ses_client(moto_ses.url)
+    sent = recording_requests(client)
+
+    result = SesProvider(client).send(real_email(headers={}))
+
+    [message] = ses_messages(moto_ses.url)
+    assert result.provider_message_id == message["id"]
+    assert message["destinations"] == {
+        "ToAddresses": ['"Doe, John" <reader@example.org>', "leser@xn--bcher-kva.example"],
+        "CcAddresses": ["=?utf-8?b?w4dvcHk=?= <copy@example.org>"],
+        "BccAddresses": ["Hidden One <hidden@example.org>"],
+    }
+    assert message["body"] == real_email().html  # moto keeps the HTML part of the two
+    [fields] = sent
+    assert fields["Action"] == ["SendEmail"]
+    assert fields["Message.Body.Text.Data"] == ["Plain ✓"]
+    assert fields["Message.Body.Html.Data"] == [real_email().html]
+    assert fields["ReplyToAddresses.member.1"] == ["answers@example.com"]
+    assert fields["ReplyToAddresses.member.2"] == ["help@xn--bcher-kva.example"]
+    # "week 12" and the note's value are outside SES's tag characters: not tagged.
+    assert sent_tags(fields) == {
+        "gomail_id": real_email().message_id,
+        "campaign": "spring-7",
+        "newsletter": "true",
+    }
+
+
+def test_html_only_sends_no_text_part() -> None:
+    payload = SesProvider(client=None).build_payload(outgoing_email(body="", html="<p>x</p>"))
+
+    assert payload["Message"]["Body"] == {"Html": {"Data": "<p>x</p>", "Charset": "UTF-8"}}
+
+
+def test_attachments_go_through_send_raw_email_byte_identical(moto_ses: MotoServer) -> None:
+    client = ses_client(moto_ses.url)
+    sent = recording_requests(client)
+    content = os.urandom(3 * 1024 * 1024)
+    report = Attachment("report.bin", "application/octet-stream", content)
+
+    result = SesProvider(client).send(real_email(attachments=(logo(), report)))
+
+    [message] = ses_raw_messages(moto_ses.url)
+    assert result.provider_message_id == message["id"]
+    assert str(make_header(decode_header(message["source"]))) == "Zoë Sender <sender@example.com>"
+    # moto adds the To/Cc headers' mailboxes to the Destinations given; Bcc came from those.
+    assert "hidden@example.org" in message["destinations"]
+    raw = message["raw_data"]
+    assert "hidden" not in header_block(raw).lower()
+    mime = parsed(raw)
+    assert part_by_filename(mime, "report.bin").get_content() == content
+    image = part_by_filename(mime, "logo.png")
+    assert image.get_content_disposition() == "inline"
+    assert image["Content-ID"] == f"<{LOGO_CID}>"
+    related = next(p for p in mime.walk() if p.get_content_type() == "multipart/related")
+    assert [p.get_content_type() for p in related.iter_parts()] == ["text/html", "image/png"]
+    alternative = next(p for p in mime.walk() if p.get_content_type() == "multipart/alternative")
+    assert [p.get_content_type() for p in alternative.iter_parts()] == [
+        "text/plain",
+        "multipart/related",
+    ]
+    assert mime["Reply-To"] == "answers@example.com, help@xn--bcher-kva.example"
+    assert mime["List-Unsubscribe"] == "<mailto:unsubscribe@example.com>"
+    [fields] = sent
+    assert fields["Action"] == ["SendRawEmail"]
+    [source] = fields["Source"]
+    assert source.isascii()
+    assert str(make_header(decode_header(source))) == "Zoë Sender <sender@example.com>"
+    assert [fields[f"Destinations.member.{n}"][0] for n in range(1, 5)] == [
+        "reader@example.org",
+        "leser@xn--bcher-kva.example",
+        "copy@example.org",
+        "hidden@example.org",
+    ]
+    assert sent_tags(fields)["gomail_id"] == real_email().message_id
+
+
+def test_a_custom_header_alone_goes_raw(moto_ses: MotoServer) -> None:
+    SesProvider(ses_client(moto_ses.url)).send(outgoing_email(headers={"X-Entity-Ref-ID": "ref-1"}))
+
+    [message] = ses_raw_messages(moto_ses.url)
+    assert parsed(message["raw_data"])["X-Entity-Ref-ID"] == "ref-1"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason_part"),
+    [
+        ({"cc": (Mailbox("jörg@example.org"),)}, "non-ASCII recipient local part"),
+        ({"bcc": (Mailbox("b@example.org", "Eve\nBcc: x@evil.example"),)}, "line break"),
+        ({"reply_to": ("jörg@example.org",)}, "non-ASCII reply-to local part"),
+        ({"headers": {"Bcc": "x@evil.example"}}, "written by Gomail"),
+    ],
+)
+def test_what_ses_cannot_carry_in_the_new_fields_is_permanent(
+    moto_ses: MotoServer, overrides: dict[str, Any], reason_part: str
+) -> None:
+    with pytest.raises(ProviderError) as caught:
+        SesProvider(ses_client(moto_ses.url)).send(outgoing_email(**overrides))
+
+    assert caught.value.kind is ErrorKind.PERMANENT
+    assert reason_part in caught.value.reason
+    assert ses_messages(moto_ses.url) == ses_raw_messages(moto_ses.url) == []
+
+
+def test_message_tags_skip_what_ses_cannot_carry_and_keep_gomail_id() -> None:
+    email = outgoing_email(
+        message_id="id-1",
+        metadata={"gomail_id": "forged", "ok": "yes", "bad key": "v", "k": "bad value", "x": ""},
+        tags=("ok", "fresh", "with space", "x" * 257),
+    )
+
+    assert ses_message_tags(email) == [
+        {"Name": "gomail_id", "Value": "id-1"},
+        {"Name": "ok", "Value": "yes"},
+        {"Name": "fresh", "Value": "true"},
+    ]
+
+
+def test_gomail_id_is_reserved_even_when_the_id_cannot_be_tagged() -> None:
+    email = outgoing_email(message_id="sqs:a/b", metadata={"gomail_id": "forged"})
+
+    assert ses_message_tags(email) == []
 
 
 def test_unverified_sender_is_permanent(moto_ses: MotoServer) -> None:
