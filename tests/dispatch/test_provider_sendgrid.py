@@ -4,6 +4,8 @@ through the real ``sendgrid`` library: no mocks.
 
 from __future__ import annotations
 
+import base64
+import os
 import time
 import urllib.error
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +20,8 @@ from dispatch.providers.sendgrid import (
     SendGridProvider,
     retry_after_from_headers,
 )
-from tests.dispatch.realparts import outgoing_email
+from emails.wire import Attachment, Mailbox
+from tests.dispatch.realparts import LOGO_CID, logo, outgoing_email, real_email
 from tests.harness.fixtures import STUB_API_KEY
 from tests.ports import unused_port
 
@@ -56,6 +59,93 @@ def test_send_posts_names_subject_plain_text_and_custom_args(sendgrid: SendGridS
         "content": [{"type": "text/plain", "value": "Line 1\nLine 2 ✓"}],
         "custom_args": {"gomail_id": "0b6f2a1e-5c1d-4a8e-9d1f-2f0c1e9a7b33"},
     }
+
+
+def test_a_real_email_reaches_every_field(sendgrid: SendGridStub) -> None:
+    content = os.urandom(3 * 1024 * 1024)
+    report = Attachment("report.bin", "application/octet-stream", content)
+    email = real_email(
+        attachments=(logo(), report), metadata={"campaign": "spring-7", "gomail_id": "forged"}
+    )
+
+    provider_for(sendgrid).send(email)
+
+    [message] = sendgrid.messages()
+    payload = message["payload"]
+    assert payload["personalizations"] == [
+        {
+            "to": [
+                {"email": "reader@example.org", "name": "Doe, John"},
+                {"email": "leser@xn--bcher-kva.example"},
+            ],
+            "cc": [{"email": "copy@example.org", "name": "Çopy"}],
+            "bcc": [{"email": "hidden@example.org", "name": "Hidden One"}],
+        }
+    ]
+    assert payload["content"] == [
+        {"type": "text/plain", "value": "Plain ✓"},
+        {"type": "text/html", "value": email.html},
+    ]
+    assert payload["reply_to_list"] == [
+        {"email": "answers@example.com"},
+        {"email": "help@xn--bcher-kva.example"},
+    ]
+    assert "reply_to" not in payload
+    assert payload["headers"] == {"List-Unsubscribe": "<mailto:unsubscribe@example.com>"}
+    assert payload["categories"] == ["newsletter", "week 12"]
+    # gomail_id is ours: a metadata key of that name cannot redirect SendGrid's events.
+    assert payload["custom_args"] == {"campaign": "spring-7", "gomail_id": email.message_id}
+    inline, attached = payload["attachments"]
+    assert inline == {
+        "content": base64.b64encode(logo().content).decode(),
+        "type": "image/png",
+        "filename": "logo.png",
+        "disposition": "inline",
+        "content_id": LOGO_CID,
+    }
+    assert attached["disposition"] == "attachment"
+    assert "content_id" not in attached
+    assert (attached["filename"], attached["type"]) == ("report.bin", "application/octet-stream")
+    assert base64.b64decode(attached["content"]) == content
+
+
+def test_one_reply_to_is_reply_to_and_html_alone_is_the_only_content(
+    sendgrid: SendGridStub,
+) -> None:
+    email = outgoing_email(body="", html="<p>x</p>", reply_to=("answers@example.com",))
+
+    provider_for(sendgrid).send(email)
+
+    payload = sendgrid.messages()[0]["payload"]
+    assert payload["reply_to"] == {"email": "answers@example.com"}
+    assert "reply_to_list" not in payload
+    assert payload["content"] == [{"type": "text/html", "value": "<p>x</p>"}]
+
+
+def test_an_address_twice_among_the_recipients_is_sent_once(sendgrid: SendGridStub) -> None:
+    # SendGrid refuses a personalization that repeats an address (the stand-in too).
+    email = outgoing_email(
+        cc=(Mailbox("READER@example.org"), Mailbox("c@example.org")),
+        bcc=(Mailbox("c@example.org"),),
+    )
+
+    provider_for(sendgrid).send(email)
+
+    [personalization] = sendgrid.messages()[0]["payload"]["personalizations"]
+    assert personalization == {
+        "to": [{"email": "reader@example.org", "name": "Doe, John"}],
+        "cc": [{"email": "c@example.org"}],
+    }
+
+
+def test_a_bad_cc_or_reply_to_address_is_permanent_and_not_sent(sendgrid: SendGridStub) -> None:
+    for email in (
+        outgoing_email(cc=(Mailbox("no-at-sign"),)),
+        outgoing_email(reply_to=("someone@exa\u200dmple.org",)),
+    ):
+        error = send_expecting_error(provider_for(sendgrid), email)
+        assert error.kind is ErrorKind.PERMANENT
+    assert sendgrid.messages() == []
 
 
 def test_absent_names_are_left_out(sendgrid: SendGridStub) -> None:
