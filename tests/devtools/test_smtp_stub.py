@@ -381,3 +381,17 @@ def test_cli_free_ports_auth_logs_no_secrets_and_exits_zero_on_sigterm(tmp_path:
     assert "accepted" in output and "/_stub/messages" in output
     assert PASSWORD not in output
     assert "Hällo" not in output
+
+
+def test_a_5_mib_message_is_accepted_whole(stub: SmtpStub) -> None:
+    # A real email's attachments: the stand-in must take what SES and the API allow.
+    payload = os.urandom(5 * 1024 * 1024).hex().encode()[: 5 * 1024 * 1024]
+    lines = b"\r\n".join(payload[i : i + 76] for i in range(0, len(payload), 76))
+    raw = RAW.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n" + lines + b"\r\n"
+
+    with client(stub) as smtp:
+        assert smtp.sendmail("sender@example.com", ["a@example.org", "b@example.org"], raw) == {}
+
+    [message] = stub.messages()
+    assert message["rcptTos"] == ["a@example.org", "b@example.org"]
+    assert message["data"].encode() == raw

@@ -5,6 +5,7 @@ table. No mocks."""
 
 from __future__ import annotations
 
+import os
 import smtplib
 import socket
 import ssl
@@ -27,7 +28,16 @@ from dispatch.providers.smtp import (
     classify_smtp_failure,
     reply_code_kind,
 )
-from tests.dispatch.realparts import outgoing_email
+from emails.wire import Attachment, Mailbox
+from tests.dispatch.realparts import (
+    LOGO_CID,
+    header_block,
+    logo,
+    outgoing_email,
+    parsed,
+    part_by_filename,
+    real_email,
+)
 from tests.ports import unused_port
 
 USER, PASSWORD = "relay-user", "relay-password-never-in-reasons"
@@ -122,6 +132,74 @@ def test_delivery_has_the_envelope_headers_and_body(
     assert message["text"] == email.body.replace("\n", "\r\n") + "\r\n"
     parsed = message_from_string(raw, policy=default_policy)
     assert parsed.get_content().replace("\r\n", "\n").rstrip("\n") == email.body
+
+
+def test_a_real_email_reaches_the_relay_whole(relay: SmtpStub, closing: list) -> None:
+    provider = provider_for(relay)
+    closing.append(provider)
+    content = os.urandom(3 * 1024 * 1024)
+    report = Attachment("report.bin", "application/octet-stream", content)
+
+    provider.send(real_email(attachments=(logo(), report)))
+
+    [message] = relay.messages()
+    assert message["rcptTos"] == [
+        "reader@example.org",
+        "leser@xn--bcher-kva.example",
+        "copy@example.org",
+        "hidden@example.org",
+    ]
+    raw = message["data"]
+    assert "hidden" not in header_block(raw).lower()
+    mime = parsed(raw)
+    assert getaddresses([mime["Cc"]]) == [("Çopy", "copy@example.org")]
+    assert mime["Reply-To"] == "answers@example.com, help@xn--bcher-kva.example"
+    assert mime["List-Unsubscribe"] == "<mailto:unsubscribe@example.com>"
+    assert part_by_filename(mime, "report.bin").get_content() == content
+    alternative = next(p for p in mime.walk() if p.get_content_type() == "multipart/alternative")
+    text, related = alternative.iter_parts()
+    assert text.get_content().strip() == "Plain ✓"
+    html, image = related.iter_parts()
+    assert (related.get_content_type(), html.get_content_type()) == (
+        "multipart/related",
+        "text/html",
+    )
+    assert f"cid:{LOGO_CID}" in html.get_content()
+    assert image["Content-ID"] == f"<{LOGO_CID}>"
+    assert image.get_content_disposition() == "inline"
+
+
+def test_text_and_html_arrive_as_alternatives(relay: SmtpStub, closing: list) -> None:
+    provider = provider_for(relay)
+    closing.append(provider)
+
+    provider.send(outgoing_email(html="<p>HTML ✓</p>"))
+
+    mime = parsed(relay.messages()[0]["data"])
+    assert mime.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in mime.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_one_refused_recipient_refuses_the_message_for_all(relay: SmtpStub, closing: list) -> None:
+    provider = provider_for(relay)
+    closing.append(provider)
+    relay.configure(fail_rate=0.5, fail_code=550, fail_stage="rcpt")  # the second RCPT
+
+    error = send_expecting_error(provider, outgoing_email(bcc=(Mailbox("b@example.org"),)))
+
+    assert error.kind is ErrorKind.PERMANENT
+    assert relay.messages() == []
+
+
+def test_a_reserved_custom_header_is_permanent_and_not_sent(relay: SmtpStub, closing: list) -> None:
+    provider = provider_for(relay)
+    closing.append(provider)
+
+    error = send_expecting_error(provider, outgoing_email(headers={"Bcc": "x@evil.example"}))
+
+    assert error.kind is ErrorKind.PERMANENT
+    assert "written by Gomail" in error.reason
+    assert relay.connections() == 0
 
 
 def test_absent_names_and_subject_are_left_out(relay: SmtpStub, closing: list) -> None:
