@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -364,13 +365,23 @@ def test_on_a_phone_the_send_page_fits_and_the_form_works_with_the_keyboard_only
     expect(page.get_by_role("heading", level=1, name="Send an email")).to_be_focused()
     assert scroll_width(page) <= PHONE["width"], "horizontal scroll on the send page"
 
-    # Tab through the form in order, typing; Tab to Send and press Enter.
+    # Tab through the form in order, typing into the fields and past the buttons that add rows
+    # and the optional fields; Tab to Send and press Enter.
     form = email_form()
     form["To email"] = "phone.reader@example.org"
-    for label in ("From name", "From email", "To name", "To email", "Subject", "Body"):
+    for label in (
+        *("From name", "From email", "To name", "To email"),
+        *("button:Add To recipient", "button:Add Cc", "button:Add Bcc"),
+        *("Subject", "Body", "HTML body", "Attachments", "Tags", "button:Add metadata"),
+    ):
         page.keyboard.press("Tab")
+        if label.startswith("button:"):
+            button = page.get_by_role("button", name=label.removeprefix("button:"), exact=True)
+            expect(button).to_be_focused()
+            continue
         expect(page.get_by_label(label, exact=True)).to_be_focused()
-        page.keyboard.type(form[label])
+        if label in form:
+            page.keyboard.type(form[label])
     page.keyboard.press("Tab")
     send = page.get_by_role("button", name="Send", exact=True)
     expect(send).to_be_focused()
@@ -388,3 +399,70 @@ def test_on_a_phone_the_send_page_fits_and_the_form_works_with_the_keyboard_only
     assert (record.to_email, record.subject) == ("phone.reader@example.org", form["Subject"])
     # Still no horizontal scroll with the long message id and the status shown.
     assert scroll_width(page) <= PHONE["width"], "horizontal scroll after sending"
+
+
+# --- 6. a Cc and an attachment -----------------------------------------------------------------
+
+
+def test_an_email_with_a_cc_an_attachment_and_html_is_sent_and_its_page_shows_them(
+    page: Page, pipeline: PipelineLoop, tmp_path: Path
+) -> None:
+    make_user("ada")
+    sign_in(page, "ada")
+    report = tmp_path / "report.txt"
+    report.write_bytes(b"Quarterly numbers, all good.\n" * 64)  # 1856 bytes: "1.8 KB"
+    form = email_form()
+
+    for label, value in form.items():
+        page.get_by_label(label, exact=True).fill(value)
+    page.get_by_role("button", name="Add Cc", exact=True).click()
+    expect(page.get_by_label("Cc email", exact=True)).to_be_focused()
+    page.get_by_label("Cc name", exact=True).fill("Carol Shaw")
+    page.get_by_label("Cc email", exact=True).fill("carol.shaw@example.org")
+    # The HTML body's preview renders it, under the page's CSP, and runs none of its scripts.
+    page.get_by_label("HTML body", exact=True).fill(
+        '<p id="hello">Hello <b>Carol</b></p><script>document.body.dataset.ran = "yes"</script>'
+    )
+    preview = page.frame_locator('iframe[title="HTML preview"]')
+    expect(preview.locator("#hello")).to_have_text("Hello Carol")
+    expect(preview.locator("body")).not_to_have_attribute("data-ran", "yes")
+    page.get_by_label("Attachments", exact=True).set_input_files(report)
+    attachment = page.get_by_test_id("attachment")
+    expect(attachment).to_contain_text("report.txt")
+    expect(attachment.get_by_test_id("attachment-size")).to_have_text("1.8 KB")
+    expect(attachment.get_by_test_id("attachment-error")).to_have_count(0)
+    # The limits were asked when the file was picked, and it is within them.
+    expect(page.get_by_label("Attachments", exact=True)).to_have_accessible_description(
+        re.compile(r"^Up to \d+ files, ")
+    )
+    send = page.get_by_role("button", name="Send", exact=True)
+    expect(send).to_be_enabled()
+    with page.expect_response(is_send) as answer:
+        send.click()
+    assert answer.value.status == 200, (answer.value.status, answer.value.text())
+    sent = answer.value.request.post_data_json["email"]
+    assert sent["cc"] == [{"email": "carol.shaw@example.org", "name": "Carol Shaw"}], sent
+    assert sent["attachments"][0]["filename"] == "report.txt", sent
+    message_id = answer.value.json()["messageId"]
+    expect(page.get_by_test_id("message-id")).to_have_text(message_id)
+    expect(page.get_by_test_id("attachment")).to_have_count(0)  # cleared for the next email
+
+    # Its own page names the Cc and the file, and follows it to sent.
+    page.get_by_role("link", name=re.compile(r"^Open this email.s status page$")).click()
+    expect(page.get_by_role("heading", level=1, name="Delivery status")).to_be_visible()
+    expect(page.get_by_test_id("email-to")).to_have_text(f"{form['To name']} <{form['To email']}>")
+    expect(page.get_by_test_id("email-cc")).to_have_text("Carol Shaw <carol.shaw@example.org>")
+    expect(page.get_by_test_id("email-attachment")).to_have_text("report.txt (1.8 KB, text/plain)")
+    expect(page.get_by_test_id("email-status")).to_have_attribute(
+        "data-status", "sent", timeout=SENT_TIMEOUT_MS
+    )
+
+    # The record and the API say the same.
+    record = Email.objects.get(id=message_id)
+    assert record.recipients["cc"] == [{"email": "carol.shaw@example.org", "name": "Carol Shaw"}]
+    assert record.attachments == [
+        {"filename": "report.txt", "contentType": "text/plain", "size": 1856}
+    ]
+    status = page.request.get(f"/email/{message_id}").json()
+    assert status["cc"] == record.recipients["cc"], status
+    assert status["attachments"] == record.attachments, status
