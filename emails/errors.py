@@ -37,13 +37,28 @@ def error_body(errors: dict[str, str]) -> dict[str, dict[str, str]]:
     return {"errors": errors}
 
 
-def _first_message(detail: Any) -> str:
-    # DRF nests lists and dicts; a client wants one sentence per field.
+def first_message(detail: Any) -> str:
+    """One sentence of a DRF error detail (DRF nests lists and dicts)."""
     while isinstance(detail, list | tuple) and detail:
         detail = detail[0]
     if isinstance(detail, dict):
-        return _first_message(next(iter(detail.values()), ""))
+        return first_message(next(iter(detail.values()), ""))
     return str(detail)
+
+
+def field_errors(detail: dict[str, Any]) -> dict[str, str]:
+    """A validation error's fields, one sentence each, nested places flattened into keys:
+    ``{"to": {"[2].email": ...}}`` is ``to[2].email`` and ``{"headers": {"X-A": ...}}``
+    is ``headers.X-A``."""
+    flat: dict[str, str] = {}
+    for key, value in detail.items():
+        if isinstance(value, dict) and value:
+            for sub, message in value.items():
+                place = f"{key}{sub}" if sub.startswith("[") else f"{key}.{sub}"
+                flat[place] = first_message(message)
+        else:
+            flat[key] = first_message(value)
+    return flat
 
 
 _BASE_MESSAGES = {
@@ -86,14 +101,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, exceptions.ValidationError):
         response.status_code = UNPROCESSABLE
         detail = exc.detail if isinstance(exc.detail, dict) else {"base": exc.detail}
-        response.data = error_body({key: _first_message(value) for key, value in detail.items()})
+        response.data = error_body(field_errors(detail))
         return response
     if isinstance(exc, exceptions.Throttled):
         message = too_many_requests(exc.wait)
     else:
         message = next(
             (text for kind, text in _BASE_MESSAGES.items() if isinstance(exc, kind)),
-            _first_message(getattr(exc, "detail", str(exc))),
+            first_message(getattr(exc, "detail", str(exc))),
         )
     response.data = error_body({"base": message})
     return response

@@ -6,16 +6,20 @@ section 4), and every failing field is reported at once.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from email_validator import EmailNotValidError, validate_email
 from rest_framework import serializers
 
+from emails import attachments
+from emails.errors import first_message
 from emails.models import Email
 from emails.senders import NOT_ALLOWED, is_allowed_sender
-from emails.wire import WIRE_FIELDS, WireEmail
+from emails.wire import WIRE_FIELDS, Attachment, Mailbox, WireEmail, mailboxes_json
 
 LINE_BREAKS = frozenset("\r\n\x0b\x0c\x85\u2028\u2029")
 MAX_NAME_LENGTH = 256
@@ -69,8 +73,315 @@ class AddressField(TextField):
         return address
 
 
+def _place(key: str, index: int, sub: str = "") -> str:
+    return f"{key}[{index}]" + (f".{sub}" if sub else "")
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "email": {"type": "string", "format": "email"},
+                "name": {"type": "string"},
+            },
+            "required": ["email"],
+        },
+        "example": [{"email": "ada@example.org", "name": "Ada Lovelace"}],
+    }
+)
+class RecipientListField(serializers.Field):
+    """``to``, ``cc`` or ``bcc``: a list of ``{"email", "name"?}``, each error keyed by its
+    place (``[2].email``, made ``to[2].email`` by the error handler)."""
+
+    def __init__(self, label: str, **kwargs: Any) -> None:
+        self.address = AddressField(f"{label} email", required=True)
+        self.name = TextField(f"{label} name", header=True, max_length=MAX_NAME_LENGTH)
+        super().__init__(required=False, label=label, **kwargs)
+
+    def to_internal_value(self, data: Any) -> tuple[Mailbox, ...]:
+        if not isinstance(data, list):
+            raise serializers.ValidationError(f"{self.label} must be a list of recipients")
+        mailboxes, errors = [], {}
+        for index, item in enumerate(data):
+            if not isinstance(item, dict):
+                errors[f"[{index}]"] = f"{self.label} recipient must be an object"
+                continue
+            mailbox = {}
+            for sub, field in (("email", self.address), ("name", self.name)):
+                try:
+                    mailbox[sub] = field.run_validation(item.get(sub, serializers.empty))
+                except serializers.ValidationError as exc:
+                    errors[f"[{index}].{sub}"] = first_message(exc.detail)
+            if not errors:
+                mailboxes.append(Mailbox(mailbox["email"], mailbox.get("name") or ""))
+        if errors:
+            raise serializers.ValidationError(errors)
+        return tuple(mailboxes)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "format": "email"},
+            {"type": "array", "items": {"type": "string", "format": "email"}, "maxItems": 10},
+        ],
+        "example": "support@example.com",
+    }
+)
+class ReplyToField(serializers.Field):
+    """``replyTo``: one address or a list of them."""
+
+    MAX_ADDRESSES = 10
+
+    def __init__(self) -> None:
+        self.address = AddressField("Reply-to address", required=True)
+        super().__init__(required=False, label="Reply-to")
+
+    def to_internal_value(self, data: Any) -> tuple[str, ...]:
+        items = [data] if isinstance(data, str) else data
+        if not isinstance(items, list) or not items or len(items) > self.MAX_ADDRESSES:
+            raise serializers.ValidationError(
+                f"Reply-to must be an address or a list of 1 to {self.MAX_ADDRESSES} addresses"
+            )
+        addresses, errors = [], {}
+        for index, item in enumerate(items):
+            try:
+                addresses.append(self.address.run_validation(item))
+            except serializers.ValidationError as exc:
+                key = "" if isinstance(data, str) else f"[{index}]"
+                errors[key] = first_message(exc.detail)
+        if errors:
+            raise serializers.ValidationError(errors.get("", errors))
+        return tuple(addresses)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "description": "Custom headers named in api.allowed_headers; one line each.",
+        "example": {"List-Unsubscribe": "<https://example.com/unsubscribe/42>"},
+    }
+)
+class HeadersField(serializers.Field):
+    """``headers``: custom headers named in ``api.allowed_headers`` (any case, written in the
+    allowlist's), values on one line of at most 998 characters."""
+
+    def __init__(self) -> None:
+        self.value = TextField("Header value", header=True, max_length=MAX_SUBJECT_LENGTH)
+        super().__init__(required=False, label="Headers")
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Headers must be an object of names and values")
+        allowed = {name.lower(): name for name in settings.GOMAIL.api.allowed_headers}
+        headers, errors = {}, {}
+        for name, value in data.items():
+            canonical = allowed.get(name.lower())
+            if canonical is None:
+                names = ", ".join(allowed.values()) or "none"
+                errors[name] = f"Header {name} is not allowed (allowed: {names})"
+                continue
+            try:
+                headers[canonical] = self.value.run_validation(value)
+            except serializers.ValidationError as exc:
+                errors[name] = first_message(exc.detail)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return headers
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+@extend_schema_field(
+    {"type": "array", "items": {"type": "string"}, "example": ["welcome", "onboarding"]}
+)
+class TagsField(serializers.Field):
+    """``tags``: up to ``api.max_tags`` short one-line strings (duplicates merged)."""
+
+    def __init__(self) -> None:
+        super().__init__(required=False, label="Tags")
+
+    def to_internal_value(self, data: Any) -> tuple[str, ...]:
+        limits = settings.GOMAIL.api
+        if not isinstance(data, list):
+            raise serializers.ValidationError("Tags must be a list of strings")
+        if len(data) > limits.max_tags:
+            raise serializers.ValidationError(f"At most {limits.max_tags} tags")
+        errors = {}
+        for index, tag in enumerate(data):
+            if not isinstance(tag, str) or not tag.strip():
+                errors[f"[{index}]"] = "Tag must be a non-empty string"
+            elif len(tag) > limits.max_tag_length:
+                errors[f"[{index}]"] = f"Tag must be at most {limits.max_tag_length} characters"
+            elif not tag.isprintable():
+                errors[f"[{index}]"] = "Tag must not contain line breaks or control characters"
+        if errors:
+            raise serializers.ValidationError(errors)
+        return tuple(dict.fromkeys(data))
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "example": {"customerId": "c-1234", "plan": "pro"},
+    }
+)
+class MetadataField(serializers.Field):
+    """``metadata``: a flat object of strings, at most ``api.max_metadata_bytes`` as JSON."""
+
+    def __init__(self) -> None:
+        super().__init__(required=False, label="Metadata")
+
+    def to_internal_value(self, data: Any) -> dict[str, str]:
+        limit = settings.GOMAIL.api.max_metadata_bytes
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Metadata must be an object of strings")
+        errors = {}
+        for key, value in data.items():
+            if not key.strip() or not key.isprintable():
+                errors[key] = "Metadata key must be a printable, non-empty string"
+            elif not isinstance(value, str):
+                errors[key] = "Metadata value must be a string"
+            elif not value.isprintable():
+                errors[key] = "Metadata value must not contain line breaks or control characters"
+        if errors:
+            raise serializers.ValidationError(errors)
+        size = len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        if size > limit:
+            raise serializers.ValidationError(f"Metadata must be at most {limit} bytes as JSON")
+        return dict(data)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "filename": {"type": "string"},
+                "contentType": {"type": "string"},
+                "content": {"type": "string", "format": "byte", "description": "base64"},
+                "contentId": {
+                    "type": "string",
+                    "description": "Makes it an inline part, referenced as cid:<id> in html",
+                },
+            },
+            "required": ["filename", "contentType", "content"],
+        },
+        "example": [{"filename": "hello.txt", "contentType": "text/plain", "content": "SGVsbG8h"}],
+    }
+)
+class AttachmentsField(serializers.Field):
+    """``attachments``: ``[{"filename", "contentType", "content" (base64), "contentId"?}]``
+    within the configured limits; see ``emails.attachments`` for what is refused."""
+
+    def __init__(self) -> None:
+        super().__init__(required=False, label="Attachments")
+
+    def to_internal_value(self, data: Any) -> tuple[Attachment, ...]:
+        limits = settings.GOMAIL.api
+        if not isinstance(data, list):
+            raise serializers.ValidationError("Attachments must be a list")
+        if len(data) > limits.max_attachments:
+            raise serializers.ValidationError(f"At most {limits.max_attachments} attachments")
+        attachments, errors, total = [], {}, 0
+        for index, item in enumerate(data):
+            try:
+                attachment = self._attachment(item, limits)
+            except _PlaceError as exc:
+                errors[f"[{index}]" + (f".{exc.sub}" if exc.sub else "")] = str(exc)
+                continue
+            total += len(attachment.content)
+            attachments.append(attachment)
+        if errors:
+            raise serializers.ValidationError(errors)
+        if total > limits.max_attachments_bytes:
+            raise serializers.ValidationError(
+                f"Attachments must be at most {limits.max_attachments_bytes} bytes in total"
+            )
+        ids = [a.content_id for a in attachments if a.content_id]
+        duplicate = next((i for i in ids if ids.count(i) > 1), None)
+        if duplicate:
+            raise serializers.ValidationError(f"Content ID {duplicate} is used twice")
+        return tuple(attachments)
+
+    @staticmethod
+    def _attachment(item: Any, limits: Any) -> Attachment:
+        if not isinstance(item, dict):
+            raise _PlaceError("", "Attachment must be an object")
+        values = {}
+        for sub, label in (
+            ("filename", "Filename"),
+            ("contentType", "Content type"),
+            ("content", "Content"),
+        ):
+            value = item.get(sub)
+            if not isinstance(value, str) or not value:
+                raise _PlaceError(sub, f"{label} is required")
+            values[sub] = value
+        content_id = item.get("contentId")
+        if content_id is not None and (
+            not isinstance(content_id, str) or not attachments.CONTENT_ID.fullmatch(content_id)
+        ):
+            raise _PlaceError(
+                "contentId", "Content ID must be letters, digits and . _ @ - (at most 100)"
+            )
+        try:
+            filename = attachments.sanitized_filename(values["filename"])
+        except attachments.AttachmentError as exc:
+            raise _PlaceError("filename", str(exc)) from None
+        extension = attachments.denied_extension(filename, limits.denied_extensions)
+        if extension:
+            raise _PlaceError("filename", f"Files ending in .{extension} are not allowed")
+        try:
+            content_type = attachments.checked_content_type(
+                values["contentType"], limits.denied_content_types
+            )
+        except attachments.AttachmentError as exc:
+            raise _PlaceError("contentType", str(exc)) from None
+        try:
+            content = attachments.decoded_content(values["content"], limits.max_attachment_bytes)
+        except attachments.AttachmentError as exc:
+            raise _PlaceError("content", str(exc)) from None
+        return Attachment(filename, content_type, content, content_id or "")
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class _PlaceError(ValueError):
+    def __init__(self, sub: str, message: str) -> None:
+        super().__init__(message)
+        self.sub = sub
+
+
+RECIPIENT_LISTS = (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"))
+
+
 class SendEmailSerializer(serializers.Serializer):
     """The ``email`` object of ``POST /email/send``; unknown keys are ignored.
+
+    Recipients come either as the original's ``toEmail``/``toName`` or as ``to`` (with
+    ``cc``/``bcc`` beside either), at most ``api.max_recipients`` in total; an address given
+    twice (in any list, any case) is refused at its second place. ``body`` (text) and ``html``:
+    at least one.
 
     ``context["allowed_senders"]``: the sender policy's entries for the caller (see
     ``emails.senders``); without it, the configuration's ``api.allowed_senders`` alone.
@@ -78,18 +389,110 @@ class SendEmailSerializer(serializers.Serializer):
 
     fromEmail = AddressField("From email", required=True)
     fromName = TextField("From name", header=True, max_length=MAX_NAME_LENGTH)
-    toEmail = AddressField("To email", required=True)
+    toEmail = AddressField("To email")
     toName = TextField("To name", header=True, max_length=MAX_NAME_LENGTH)
+    to = RecipientListField("To")
+    cc = RecipientListField("Cc")
+    bcc = RecipientListField("Bcc")
     subject = TextField("Subject", header=True, max_length=MAX_SUBJECT_LENGTH)
-    body = TextField("Body", required=True)
+    body = TextField("Body")
+    html = TextField("HTML")
+    replyTo = ReplyToField()
+    headers = HeadersField()
+    tags = TagsField()
+    metadata = MetadataField()
+    attachments = AttachmentsField()
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # What is missing is reported with the fields' own errors, all at once, as the
+        # original's required toEmail and body were.
+        missing = self._missing(data)
+        try:
+            attrs = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"base": exc.detail}
+            raise serializers.ValidationError({**missing, **detail}) from None
+        if missing:
+            raise serializers.ValidationError(missing)
+        return attrs
+
+    @staticmethod
+    def _missing(data: Any) -> dict[str, str]:
+        def filled(key: str) -> bool:
+            value = data.get(key)
+            return not isinstance(value, str) or bool(value.strip()) if key in data else False
+
+        missing = {}
+        if "to" not in data and not filled("toEmail"):
+            missing["toEmail"] = "To email is required"
+        if not filled("body") and not filled("html"):
+            missing["body"] = "Body is required"
+        return missing
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        errors: dict[str, str] = {}
+        if "to" in attrs and ("toEmail" in self.initial_data or "toName" in self.initial_data):
+            errors["to"] = "Give either toEmail and toName or to, not both"
+        elif "to" in attrs and not attrs["to"]:
+            errors["to"] = "To must name at least one recipient"
+        errors.update(self._recipient_errors(attrs))
+        errors.update(self._content_id_errors(attrs))
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+    @staticmethod
+    def _recipient_errors(attrs: dict[str, Any]) -> dict[str, str]:
+        places: list[tuple[str, str]] = []
+        if attrs.get("toEmail") and "to" not in attrs:
+            places.append(("toEmail", attrs["toEmail"]))
+        for key, _label in RECIPIENT_LISTS:
+            places.extend(
+                (_place(key, i, "email"), m.email) for i, m in enumerate(attrs.get(key, ()))
+            )
+        limit = settings.GOMAIL.api.max_recipients
+        if len(places) > limit:
+            return {"recipients": f"At most {limit} recipients (to, cc and bcc together)"}
+        seen: dict[str, str] = {}
+        errors = {}
+        for place, address in places:
+            folded = address.casefold()
+            if folded in seen:
+                errors[place] = f"{address} is already a recipient ({seen[folded]})"
+            else:
+                seen[folded] = place
+        return errors
+
+    @staticmethod
+    def _content_id_errors(attrs: dict[str, Any]) -> dict[str, str]:
+        html = attrs.get("html", "")
+        return {
+            _place("attachments", i, "contentId"): (
+                f"Content ID {a.content_id} is not referenced in the HTML (cid:{a.content_id})"
+            )
+            for i, a in enumerate(attrs.get("attachments", ()))
+            if a.content_id and f"cid:{a.content_id}" not in html
+        }
 
     def wire_email(self, email_id: str, accepted_at: datetime) -> WireEmail:
         """The validated email as it travels (call after ``is_valid``)."""
         fields = self.validated_data
+        extensions = {
+            "to": fields.get("to", ()),
+            "cc": fields.get("cc", ()),
+            "bcc": fields.get("bcc", ()),
+            "html": fields.get("html", ""),
+            "reply_to": fields.get("replyTo", ()),
+            "headers": fields.get("headers", {}),
+            "tags": fields.get("tags", ()),
+            "metadata": fields.get("metadata", {}),
+            "attachments": fields.get("attachments", ()),
+        }
         return WireEmail(
             id=email_id,
             accepted_at=accepted_at,
             **{attribute: fields.get(key, "") for key, attribute in WIRE_FIELDS.items()},
+            **extensions,
         )
 
     def validate_fromEmail(self, value: str) -> str:
@@ -102,14 +505,33 @@ class SendEmailSerializer(serializers.Serializer):
         return value
 
 
+class MailboxSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    name = serializers.CharField(required=False)
+
+
+class AttachmentInfoSerializer(serializers.Serializer):
+    filename = serializers.CharField()
+    contentType = serializers.CharField()
+    size = serializers.IntegerField(help_text="Bytes, decoded")
+    contentId = serializers.CharField(required=False)
+
+
 class EmailStatusSerializer(serializers.ModelSerializer):
-    """The answer of ``GET /email/<id>``."""
+    """The answer of ``GET /email/<id>``. ``bcc`` is shown only to the email's sender
+    (``context["show_bcc"]``): with ``api.require_auth`` off, anyone may read a status."""
 
     messageId = serializers.CharField(source="id")
     lastError = serializers.CharField(source="last_error")
     acceptedAt = serializers.DateTimeField(source="accepted_at")
     # None until a provider accepted it: documented as nullable, as it is answered.
     sentAt = serializers.DateTimeField(source="sent_at", allow_null=True)
+    to = serializers.SerializerMethodField()
+    cc = serializers.SerializerMethodField()
+    bcc = serializers.SerializerMethodField()
+    tags = serializers.ListField(child=serializers.CharField())
+    metadata = serializers.DictField(child=serializers.CharField())
+    attachments = AttachmentInfoSerializer(many=True)
 
     class Meta:
         model = Email
@@ -121,7 +543,27 @@ class EmailStatusSerializer(serializers.ModelSerializer):
             "lastError",
             "acceptedAt",
             "sentAt",
+            "to",
+            "cc",
+            "bcc",
+            "tags",
+            "metadata",
+            "attachments",
         ]
+
+    @extend_schema_field(MailboxSerializer(many=True))
+    def get_to(self, email: Email) -> list[dict[str, str]]:
+        if "to" in email.recipients:
+            return email.recipients["to"]
+        return mailboxes_json((Mailbox(email.to_email, email.to_name),))
+
+    @extend_schema_field(MailboxSerializer(many=True))
+    def get_cc(self, email: Email) -> list[dict[str, str]]:
+        return email.recipients.get("cc", [])
+
+    @extend_schema_field(MailboxSerializer(many=True))
+    def get_bcc(self, email: Email) -> list[dict[str, str]]:
+        return email.recipients.get("bcc", []) if self.context.get("show_bcc") else []
 
 
 class RecentEmailSerializer(EmailStatusSerializer):

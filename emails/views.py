@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from django.db.models import QuerySet
@@ -28,7 +29,7 @@ from emails.parsing import COULD_NOT_DECODE, AnyContentTypeNegotiation
 from emails.senders import NOT_ALLOWED, allowed_senders_for
 from emails.serializers import EmailStatusSerializer, RecentEmailSerializer, SendEmailSerializer
 from emails.throttling import SEND_SCOPE
-from emails.wire import WIRE_FIELDS, has_disallowed_characters
+from emails.wire import has_disallowed_characters
 
 DISALLOWED_CHARACTERS = "Body contains characters outside the allowed set"
 TOO_MANY_REQUESTS = error(
@@ -43,11 +44,22 @@ def _email_object(data: Any) -> dict[str, Any]:
     if type(data) is not dict or type(data.get("email")) is not dict:
         raise ApiError(COULD_NOT_DECODE)
     email = data["email"]
-    for key in WIRE_FIELDS:
-        value = email.get(key)
-        if isinstance(value, str) and has_disallowed_characters(value):
-            raise ApiError(DISALLOWED_CHARACTERS)
+    if any(has_disallowed_characters(text) for text in _strings(email)):
+        raise ApiError(DISALLOWED_CHARACTERS)
     return email
+
+
+def _strings(value: Any) -> Iterator[str]:
+    # Every string of the email, keys too (its depth is bounded by api.max_json_depth).
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 def _sender(request: Request) -> tuple[ApiKey | None, Any]:
@@ -160,7 +172,9 @@ class EmailStatusView(APIView):
         email = visible_emails(request).filter(id=_uuid_or_none(message_id)).first()
         if email is None:
             return Response(error_body({"base": "Not found"}), status=404)
-        return Response(EmailStatusSerializer(email).data)
+        return Response(
+            EmailStatusSerializer(email, context={"show_bcc": _is_sender(request, email)}).data
+        )
 
 
 class RecentEmailsView(APIView):
@@ -217,11 +231,19 @@ def visible_emails(request: Request) -> QuerySet[Email]:
     return Email.objects.none()
 
 
+def _is_sender(request: Request, email: Email) -> bool:
+    api_key, user = _sender(request)
+    return (api_key is not None and email.api_key_id == api_key.pk) or (
+        user is not None and email.user_id == user.pk
+    )
+
+
 def _uuid_or_none(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value)
     except ValueError:
         return None
+
 
 class EmailLimitsView(APIView):
     """What ``POST /email/send`` accepts (``api.*`` in the configuration), so that a client

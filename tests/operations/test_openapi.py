@@ -203,10 +203,11 @@ def _over_the_rate_limit(ctx: Context, make: Callable[[APIClient], Any]) -> Any:
     return make(client)
 
 
-SEND, STATUS, RECENT, PROVIDERS, SESSION = (
+SEND, STATUS, RECENT, LIMITS, PROVIDERS, SESSION = (
     "/email/send",
     "/email/{message_id}",
     "/email/recent",
+    "/email/limits",
     "/providers",
     "/session",
 )
@@ -301,6 +302,16 @@ CALLS = [
         429,
         "over the rate limit",
         lambda c: _over_the_rate_limit(c, lambda k: k.get(RECENT)),
+    ),
+    # GET /email/limits
+    Call(LIMITS, "get", 200, "with a key", lambda c: c.keyed().get(LIMITS)),
+    Call(LIMITS, "get", 401, "no credentials", lambda c: APIClient().get(LIMITS)),
+    Call(
+        LIMITS,
+        "get",
+        429,
+        "over the rate limit",
+        lambda c: _over_the_rate_limit(c, lambda k: k.get(LIMITS)),
     ),
     # GET /providers
     Call(PROVIDERS, "get", 200, "with a key", lambda c: c.keyed().get(PROVIDERS)),

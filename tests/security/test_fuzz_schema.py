@@ -35,6 +35,7 @@ OPERATIONS = [
     ("POST", "/email/send"),
     ("GET", "/email/{message_id}"),
     ("GET", "/email/recent"),
+    ("GET", "/email/limits"),
     ("GET", "/providers"),
     ("GET", "/session"),
     ("POST", "/session"),
