@@ -109,6 +109,12 @@ beat_schedule = {
         # Daily, at a quiet hour (UTC): pipeline runs wait behind it while it deletes.
         "schedule": crontab(hour=3, minute=17),
     },
+    # Claim checks no email can need any more (emails/claim_check.py); hourly, so that a
+    # failed delete after a send costs a bucket an hour, not a day.
+    "cleanup-payloads": {
+        "task": "dispatch.tasks.cleanup_payloads",
+        "schedule": crontab(minute=41),
+    },
     # Records of the messages SQS moved to the dead-letter queue by itself (no reason) are
     # marked dead; a bounded look at the queue that hides nothing (dispatch/dead_letters.py).
     # And the waiting records older than the incoming queues' retention (no message left).

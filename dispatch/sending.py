@@ -39,7 +39,7 @@ from dispatch.settlement import (
     needs_extension,
     plan_settlement,
 )
-from emails import records
+from emails import claim_check, records
 from emails.records import Claim, ClaimResult
 from emails.wire import UndecodableMessage, WireEmail, decode, email_id_of
 from gomail_site.config import provider_type
@@ -208,6 +208,15 @@ def deliver(
         return Verdict(message, Action.RECHECK, retry_after_seconds=wait, email_id=email.id), calls
 
     unsent = _Unsent(message, email.id, claimed, probe)
+    claim_ticket = email.payload
+    if claim_ticket is not None:
+        try:
+            email = claim_check.fetch(email)
+        except (claim_check.PayloadMissing, claim_check.PayloadCorrupt) as exc:
+            # Nothing could ever send it: its end, with the reason, not a retry until it expires.
+            return Verdict(message, Action.DEAD_LETTER, reason=str(exc), email_id=email.id), calls
+        except claim_check.PayloadUnavailable as exc:
+            return unsent.retry(str(exc)), calls
     rejections = dict(claimed.rejections)
     slot_wait = send_rate.slot_wait_seconds(stale_after.total_seconds())
     for name in delivery.try_order(provider_name, list(providers), rejections, drained):
@@ -235,6 +244,8 @@ def deliver(
         error = _call(providers[name], name, email, calls)
         step = delivery.after_call(error.kind if error else None)
         if step is delivery.Step.DONE:
+            if claim_ticket is not None:
+                claim_check.discard(claim_ticket, email.id)
             return Verdict(message, Action.DELETE, email_id=email.id), calls
         assert error is not None
         if step is delivery.Step.NEXT:

@@ -53,15 +53,24 @@ def purge_dispatch_cache() -> int:
     return health_store.purge_expired()
 
 
-@shared_task(name="dispatch.tasks.cleanup_emails", ignore_result=True)
-def cleanup_emails() -> str:
-    # The command's own code, so that beat and an operator delete exactly the same records.
+def _command_report(name: str) -> str:
+    # The command's own code, so that beat and an operator delete exactly the same things.
     # Its line is logged: a worker logs what a task prints as a warning.
     out = io.StringIO()
-    call_command("cleanup_emails", stdout=out)
+    call_command(name, stdout=out)
     report = out.getvalue().strip()
-    logger.info("cleanup_emails: %s", report)
+    logger.info("%s: %s", name, report)
     return report
+
+
+@shared_task(name="dispatch.tasks.cleanup_emails", ignore_result=True)
+def cleanup_emails() -> str:
+    return _command_report("cleanup_emails")
+
+
+@shared_task(name="dispatch.tasks.cleanup_payloads", ignore_result=True)
+def cleanup_payloads() -> str:
+    return _command_report("cleanup_payloads")
 
 
 @shared_task(name="dispatch.tasks.reconcile_dead_letters", ignore_result=True)

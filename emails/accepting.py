@@ -17,17 +17,17 @@ from typing import Any
 
 from django.db import DatabaseError
 
-from emails import records
+from emails import claim_check, records
 from emails.models import ApiKey, Email
 from emails.queueing import (
     MessageTooLarge,
     QueueUnavailable,
     arriving,
+    checked_size,
     choose_queue,
-    encode_for_queue,
     enqueue,
 )
-from emails.wire import WireEmail
+from emails.wire import PayloadRef, WireEmail
 from gomail_site.logs import bound_message
 from gomail_site.metrics import EMAILS_ACCEPTED
 
@@ -50,35 +50,62 @@ def accept(
     """Record ``email`` and queue it on one incoming queue; returns the record.
 
     Raises ``MessageTooLarge`` (nothing done) or ``NotAccepted`` (nothing will be delivered).
+
+    An email over what its queue or a send task takes goes to S3 first (a claim check,
+    ``emails.claim_check``), before the arrival is announced: the upload must not hold up the
+    other requests' batch. Every path that ends in a 503 deletes the object again.
     """
-    body = encode_for_queue(email)
     queue_name = choose_queue()
+    body = email.encode()
+    payload = None
+    if claim_check.needs_claim_check(body, claim_check.queue_max_message_bytes(queue_name)):
+        try:
+            summary = claim_check.store(email, body)
+        except claim_check.PayloadUnavailable as exc:
+            logger.warning("could not store the payload of email %s: %s", email.id, exc)
+            raise NotAccepted(str(exc)) from exc
+        payload = summary.payload
+        body = summary.encode()
+    body = checked_size(body, email.id)
     with bound_message(email.id), arriving() as arrival:
         try:
             record = records.record_accepted(
-                email, queue_name, api_key=api_key, user=user, resent_from=resent_from
+                email,
+                queue_name,
+                api_key=api_key,
+                user=user,
+                resent_from=resent_from,
+                payload_key=payload.key if payload else "",
             )
         except DatabaseError as exc:
             logger.exception("could not record email %s", email.id)
+            _discard(payload, email.id)
             raise NotAccepted("database unavailable") from exc
         try:
             enqueue(body, queue_name, arrival)
         except QueueUnavailable as exc:
-            _withdraw_or_keep(record, exc)
+            _withdraw_or_keep(record, exc, payload)
         EMAILS_ACCEPTED.inc()
         logger.info("accepted email %s on %s", email.id, queue_name)
     return record
 
 
-def _withdraw_or_keep(record: Email, failure: QueueUnavailable) -> None:
+def _discard(payload: PayloadRef | None, email_id: str) -> None:
+    if payload is not None:
+        claim_check.discard(payload, email_id)
+
+
+def _withdraw_or_keep(record: Email, failure: QueueUnavailable, payload: PayloadRef | None) -> None:
     try:
         withdrawn = records.withdraw(record)
     except DatabaseError as exc:
         # Neither withdrawn nor known to be queued: the 503 is the truth unless SQS kept the
-        # message after all and a worker delivers it (docs/reliability.md).
+        # message after all and a worker delivers it (docs/reliability.md); so its payload
+        # stays, for the cleanup to remove once the record says what became of it.
         logger.exception("could not withdraw email %s", record.id)
         raise NotAccepted(str(failure)) from exc
     if withdrawn:
+        _discard(payload, str(record.id))
         raise NotAccepted(str(failure)) from failure
     logger.info("SQS did take email %s: a worker claimed it before its withdrawal", record.id)
     record.refresh_from_db()

@@ -41,7 +41,7 @@ from rest_framework import status
 
 from emails.errors import ApiError
 from emails.models import ApiKey, Email, IdempotencyKey
-from emails.queueing import INGEST_ATTEMPTS
+from emails.queueing import enqueue_wait_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -165,9 +165,9 @@ def judge_stale(record_status: str | None) -> Verdict:
 
 def in_progress_window() -> timedelta:
     """Longer than any request can hold its row in progress: ``emails.queueing.enqueue``'s
-    wait for SQS (every attempt's connect and read, plus a second) and a margin."""
-    enqueue_wait = settings.GOMAIL.aws.client_timeout_seconds * 2 * INGEST_ATTEMPTS + 1
-    return timedelta(seconds=enqueue_wait + IN_PROGRESS_MARGIN_SECONDS)
+    wait for SQS, as long again for a claim check's upload to S3 (the same client timeouts
+    and attempts), and a margin."""
+    return timedelta(seconds=2 * enqueue_wait_seconds() + IN_PROGRESS_MARGIN_SECONDS)
 
 
 def policy() -> Policy:

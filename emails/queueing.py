@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from emails.batching import Arrival, EntryFailed, SendBatcher
-from emails.wire import TASK_PAYLOAD_LIMIT, WireEmail, dispatch_bytes
+from emails.wire import TASK_PAYLOAD_LIMIT, dispatch_bytes
 from gomail_site.aws import aws_client, queue_url
 from gomail_site.config import SQS_MAX_MESSAGE_BYTES
 
@@ -46,15 +46,14 @@ def choose_queue() -> str:
     return random.choice(settings.GOMAIL.sqs.incoming_queues)  # noqa: S311 - not security
 
 
-def encode_for_queue(email: WireEmail) -> str:
-    """The SQS message body of ``email``; ``MessageTooLarge`` when SQS or the send task would
-    refuse it (checked before any I/O: it would be accepted only to be dead-lettered)."""
-    body = email.encode()
+def checked_size(body: str, email_id: str) -> str:
+    """``body``, or ``MessageTooLarge`` when SQS or the send task would refuse it (a claim
+    check's summary never is: this guards against a bug, before anything is recorded)."""
     if (
         len(body.encode("utf-8")) > SQS_MAX_MESSAGE_BYTES
         or dispatch_bytes(body) > TASK_PAYLOAD_LIMIT
     ):
-        raise MessageTooLarge(f"message {email.id} is too large to queue and dispatch")
+        raise MessageTooLarge(f"message {email_id} is too large to queue and dispatch")
     return body
 
 
@@ -79,15 +78,19 @@ def arriving() -> Arrival:
     return _batcher.arriving()
 
 
+def enqueue_wait_seconds() -> float:
+    """How long ``enqueue`` waits for SQS: every attempt's connect and read, and a batch to
+    wait for; past that, no answer is coming."""
+    return settings.GOMAIL.aws.client_timeout_seconds * 2 * INGEST_ATTEMPTS + 1
+
+
 def enqueue(body: str, queue_name: str, arrival: Arrival | None = None) -> str:
     """Send ``body`` to ``queue_name``; returns the SQS MessageId once SQS accepted it.
 
     Raises ``QueueUnavailable`` when SQS cannot be reached, refuses the entry or does not
     answer in time (its outcome is then unknown: see ``emails.records.withdraw``).
     """
-    aws = settings.GOMAIL.aws
-    # Every attempt's connect and read, and a batch to wait for: past that, no answer is coming.
-    wait = aws.client_timeout_seconds * 2 * INGEST_ATTEMPTS + 1
+    wait = enqueue_wait_seconds()
     try:
         url = queue_url(queue_name)
     except (BotoCoreError, ClientError) as exc:

@@ -77,9 +77,9 @@ def record_accepted(
     return record
 
 
-def payload_deleted(email_id: str) -> None:
-    """The claim check of ``email_id`` is gone from S3 (``emails.claim_check``)."""
-    Email.objects.filter(id=email_id).update(payload_key="")
+def payload_deleted(*email_ids: str) -> None:
+    """The claim checks of ``email_ids`` are gone from S3 (``emails.claim_check``)."""
+    Email.objects.filter(id__in=email_ids).update(payload_key="")
 
 
 class Claim(StrEnum):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from django.utils import timezone
 
 from dispatch import dead_letters
-from emails import records
+from emails import claim_check, records
 from emails.accepting import MessageTooLarge, NotAccepted, accept
 from emails.models import Email
 from emails.wire import UndecodableMessage, decode
@@ -71,6 +71,13 @@ def _queue_copy(email: Email) -> tuple[ResendOutcome, str]:
         original = decode(message.body, message.sqs_message_id)
     except UndecodableMessage as exc:
         return ResendOutcome(refusal=f"its message cannot be decoded: {exc}"), ""
+    if original.payload is not None:
+        # The copy gets an object of its own (under its own id): the original's is deleted
+        # with the original, whatever becomes of the copy.
+        try:
+            original = claim_check.fetch(original)
+        except claim_check.PayloadError as exc:
+            return ResendOutcome(refusal=f"its payload cannot be read: {exc}"), ""
     copy = replace(original, id=str(uuid.uuid4()), accepted_at=timezone.now())
     try:
         record = accept(copy, api_key=email.api_key, user=email.user, resent_from=email)

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from devtools.moto_server import MotoServer, start_moto_server
 from dispatch.providers.ses import verify_ses_identities
 from dispatch.queues import QueueSetup, ensure_queues
+from emails.claim_check import ensure_bucket
 from emails.models import ApiKey
 
 # The process harness's fixtures (stand-ins, process groups, clean queues), for every folder,
@@ -81,6 +82,7 @@ def aws(moto_server: MotoServer) -> QueueSetup:
     """A freshly reset moto with the configured queues and SES identities in place."""
     moto_server.reset()
     setup = ensure_queues(settings.GOMAIL.sqs)
+    ensure_bucket(settings.GOMAIL.payloads)
     verify_ses_identities(settings.GOMAIL.providers.ses.verify_identities)
     return setup
 

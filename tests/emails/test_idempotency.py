@@ -307,7 +307,7 @@ def test_a_503_releases_the_key_for_a_retry(client_with_key, aws):
 @pytest.mark.django_db
 def test_a_message_too_large_releases_the_key(client_with_key, aws):
     too_large = mock.patch.object(
-        accepting, "encode_for_queue", side_effect=accepting.MessageTooLarge("too large")
+        accepting, "checked_size", side_effect=accepting.MessageTooLarge("too large")
     )
     with too_large:
         assert_error(send(client_with_key, "order-6"), 400, "Body is too large to queue")

@@ -27,6 +27,7 @@ from devtools.moto_server import MotoServer
 from devtools.sendgrid_stub import SendGridStub, start_sendgrid_stub
 from dispatch.providers.ses import verify_ses_identities
 from dispatch.queues import ensure_queues
+from emails.claim_check import ensure_bucket
 from tests.harness.environment import FAST_TIMINGS, service_environment, with_overrides
 from tests.harness.processes import ProcessGroup, stop_every
 from tests.harness.queues import (
@@ -89,6 +90,7 @@ def sendgrid_stub(sendgrid_server: SendGridStub) -> SendGridStub:
 def integration_aws(moto_server: MotoServer) -> MotoServer:
     """The test moto with the configured queues and SES identity, created without a reset."""
     ensure_queues(django_settings.GOMAIL.sqs)
+    ensure_bucket(django_settings.GOMAIL.payloads)
     verify_ses_identities(django_settings.GOMAIL.providers.ses.verify_identities)
     return moto_server
 

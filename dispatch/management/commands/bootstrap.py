@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dispatch.queues import ensure_celery_queues, ensure_queues
+from emails.claim_check import ensure_bucket
 from gomail_site.aws import aws_client, queue_url
 from gomail_site.config import provider_type
 
@@ -17,7 +18,8 @@ from gomail_site.config import provider_type
 class Command(BaseCommand):
     help = (
         "Idempotently create the incoming SQS queues, the dead-letter queue with its redrive "
-        "policy, the cache tables, and each enabled provider's own set-up (SES: its sender "
+        "policy, the payloads bucket with its lifecycle rule, the cache tables, and each "
+        "enabled provider's own set-up (SES: its sender "
         "identities in the local moto)."
     )
 
@@ -44,6 +46,7 @@ class Command(BaseCommand):
         gomail = settings.GOMAIL
         try:
             setup = ensure_queues(gomail.sqs)
+            ensure_bucket(gomail.payloads)
             celery_queues = (
                 {}
                 if gomail.celery.queue_urls
@@ -59,6 +62,7 @@ class Command(BaseCommand):
         self.stdout.write(f"dead-letter queue: {setup.dead_letter_url}")
         for name, url in setup.incoming_urls.items():
             self.stdout.write(f"incoming queue {name}: {url}")
+        self.stdout.write(f"payloads bucket: {gomail.payloads.bucket}")
         for name, url in celery_queues.items():
             self.stdout.write(f"celery queue {name}: {url}")
 
