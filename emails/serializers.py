@@ -110,6 +110,8 @@ class RecipientListField(serializers.Field):
                 continue
             mailbox = {}
             for sub, field in (("email", self.address), ("name", self.name)):
+                if sub == "name" and item.get("name") is None:
+                    continue  # DRF would skip the whole list for an absent optional value
                 try:
                     mailbox[sub] = field.run_validation(item.get(sub, serializers.empty))
                 except serializers.ValidationError as exc:

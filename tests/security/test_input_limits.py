@@ -290,10 +290,15 @@ def test_many_unknown_keys_are_ignored(client_with_key, aws, gomail_config):
 def test_many_unknown_keys_within_the_originals_limit(client_with_key, aws, gomail_config):
     limit = 131_072  # the original's max_body_size_bytes
     gomail_config(api={"max_body_size_bytes": limit})
-    extra = {}
-    while len(encode({"email": {**VALID_EMAIL, **extra}})) < limit - 20:
-        extra[f"k{len(extra)}"] = 0
-    response = post(client_with_key, encode({"email": {**VALID_EMAIL, **extra}}))
+    extra: dict[str, int] = {}
+    size = len(encode({"email": VALID_EMAIL}))
+    while size < limit - 20:
+        key = f"k{len(extra)}"
+        extra[key] = 0
+        size += len(key) + 7  # , "kN": 0
+    raw = encode({"email": {**VALID_EMAIL, **extra}})
+    assert limit - 40 < len(raw) <= limit
+    response = post(client_with_key, raw)
 
     assert response.status_code == 200
     assert queued(aws)[0]["email"] == VALID_EMAIL
