@@ -169,6 +169,23 @@ class ApiConfig(Section):
     max_metadata_bytes: int = Field(2_048, ge=0, le=10_000)
     # How long an Idempotency-Key is remembered (and its request's answer replayed).
     idempotency_retention_hours: float = Field(24.0, gt=0, le=24 * 30)
+
+    @field_validator("allowed_headers")
+    @classmethod
+    def _not_gomails_own(cls, names: list[str]) -> list[str]:
+        # A caller's From or Bcc would override what the API validated (the sender policy,
+        # the recipients): the headers Gomail writes are never a caller's to set.
+        from dispatch.providers.mime import RESERVED_HEADERS
+
+        reserved = [name for name in names if name.lower() in RESERVED_HEADERS]
+        if reserved:
+            raise ValueError(
+                f"headers Gomail writes itself cannot be allowed: {', '.join(reserved)}"
+            )
+        if any(not re.fullmatch(r"[!-9;-~]+", name) for name in names):
+            raise ValueError("a header name is printable ASCII without a colon or spaces")
+        return names
+
     # Deeper JSON is refused before validation: nothing legitimate nests like that.
     max_json_depth: int = Field(10, ge=2, le=100)
     # Off only on a trusted network: the API is otherwise an open relay.

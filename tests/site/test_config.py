@@ -88,6 +88,8 @@ def test_an_explicitly_named_file_must_exist(tmp_path):
         ("api:\n  max_body_size_bytes: 70000000\n", "api.max_body_size_bytes"),
         ("api:\n  max_recipients: 51\n", "api.max_recipients"),
         ("payloads:\n  bucket: Not_A_Bucket\n", "payloads.bucket"),
+        ("api:\n  allowed_headers: [List-Unsubscribe, Bcc]\n", "api.allowed_headers"),
+        ("api:\n  allowed_headers: ['X-Bad: header']\n", "api.allowed_headers"),
         ("health:\n  healthy_threshold: 0\n", "health.healthy_threshold"),
         ("health:\n  unhealthy_threshold: many\n", "health.unhealthy_threshold"),
         ("pipeline:\n  interval_milliseconds: 1\n", "pipeline.interval_milliseconds"),
