@@ -44,3 +44,12 @@ def test_beat_purges_the_dispatch_cache_and_cleans_up_email_records():
     assert {"dispatch.tasks.purge_dispatch_cache", "dispatch.tasks.cleanup_emails"} <= set(
         app.tasks
     )
+
+
+def test_beat_cleans_up_the_payloads_bucket_every_hour():
+    [cleanup] = entries_for("dispatch.tasks.cleanup_payloads")
+
+    assert isinstance(cleanup["schedule"], crontab)
+    assert len(cleanup["schedule"].minute) == 1 and len(cleanup["schedule"].hour) == 24
+    app.loader.import_default_modules()
+    assert "dispatch.tasks.cleanup_payloads" in app.tasks
