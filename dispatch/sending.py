@@ -216,6 +216,8 @@ def deliver(
             # Nothing could ever send it: its end, with the reason, not a retry until it expires.
             return Verdict(message, Action.DEAD_LETTER, reason=str(exc), email_id=email.id), calls
         except claim_check.PayloadUnavailable as exc:
+            # S3's trouble, no provider's: no call, health untouched, tried again later.
+            records.record_failure(email.id, "", str(exc), False)
             return unsent.retry(str(exc)), calls
     rejections = dict(claimed.rejections)
     slot_wait = send_rate.slot_wait_seconds(stale_after.total_seconds())
