@@ -79,6 +79,55 @@ class SendEmailView(APIView):
         operation_id="sendEmail",
         summary="Accept an email for delivery",
         request=inline_serializer("SendEmailRequest", {"email": SendEmailSerializer()}),
+        examples=[
+            OpenApiExample(
+                "Original format",
+                description="The original service's fields: one recipient, a text body.",
+                value={
+                    "email": {
+                        "fromEmail": "hello@example.com",
+                        "fromName": "Hello",
+                        "toEmail": "someone@example.org",
+                        "toName": "Someone",
+                        "subject": "Hi",
+                        "body": "Sent through Gomail",
+                    }
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Real email",
+                description="Recipients lists, text and HTML, reply-to, an allowed custom "
+                "header, tags, metadata and a small attachment (base64).",
+                value={
+                    "email": {
+                        "fromEmail": "hello@example.com",
+                        "fromName": "Hello",
+                        "to": [
+                            {"email": "ada@example.org", "name": "Ada Lovelace"},
+                            {"email": "alan@example.org"},
+                        ],
+                        "cc": [{"email": "grace@example.org", "name": "Grace Hopper"}],
+                        "bcc": [{"email": "audit@example.com"}],
+                        "subject": "Your report",
+                        "body": "Your report is ready.",
+                        "html": "<p>Your report is <b>ready</b>.</p>",
+                        "replyTo": "support@example.com",
+                        "headers": {"List-Unsubscribe": "<https://example.com/unsubscribe/42>"},
+                        "tags": ["report", "monthly"],
+                        "metadata": {"customerId": "c-1234", "plan": "pro"},
+                        "attachments": [
+                            {
+                                "filename": "hello.txt",
+                                "contentType": "text/plain",
+                                "content": "SGVsbG8h",
+                            }
+                        ],
+                    }
+                },
+                request_only=True,
+            ),
+        ],
         parameters=[
             OpenApiParameter(
                 idempotency.HEADER,
@@ -111,14 +160,40 @@ class SendEmailView(APIView):
             ),
             422: OpenApiResponse(
                 ERRORS,
-                description="Every invalid field at once, keyed by its camelCase name; a "
-                "`fromEmail` that is not one of the caller's allowed senders is one of them. Or "
-                "an `Idempotency-Key` this caller sent with another request.",
+                description="Every invalid field at once, keyed by its camelCase name and, "
+                "inside a list or an object, by its place (`to[1].email`, `headers.X-Mailer`, "
+                "`attachments[0].filename`); a `fromEmail` that is not one of the caller's "
+                "allowed senders is one of them. The checks across fields (an address given "
+                "twice, refused at its second place; too many recipients) are made once every "
+                "field is valid. Or an `Idempotency-Key` this caller sent with another request.",
                 examples=[
                     OpenApiExample(
                         "invalid fields",
                         value={
-                            "errors": {"fromEmail": NOT_ALLOWED, "toEmail": "To email is required"}
+                            "errors": {
+                                "fromEmail": NOT_ALLOWED,
+                                "to[1].email": "To email is not a valid email",
+                                "attachments[0].filename": "Files ending in .exe are not allowed",
+                            }
+                        },
+                    ),
+                    OpenApiExample(
+                        "missing fields",
+                        description="The original format's answer, unchanged.",
+                        value={
+                            "errors": {
+                                "toEmail": "To email is required",
+                                "body": "Body is required",
+                            }
+                        },
+                    ),
+                    OpenApiExample(
+                        "an address given twice",
+                        value={
+                            "errors": {
+                                "bcc[0].email": "ada@example.org is already a recipient "
+                                "(to[0].email)"
+                            }
                         },
                     ),
                     OpenApiExample(
