@@ -41,7 +41,7 @@ from dispatch.settlement import (
 )
 from emails import claim_check, records
 from emails.records import Claim, ClaimResult
-from emails.wire import UndecodableMessage, WireEmail, decode, email_id_of
+from emails.wire import UndecodableMessage, WireEmail, content_of, decode, email_id_of
 from gomail_site.config import provider_type
 from gomail_site.metrics import DEAD_LETTERED, EMAILS_FAILED, EMAILS_SENT, UNKNOWN_OUTCOMES
 
@@ -153,15 +153,7 @@ def _outgoing(email: WireEmail) -> OutgoingEmail:
         to_name=email.to_name,
         subject=email.subject,
         body=email.body,
-        to=email.to,
-        cc=email.cc,
-        bcc=email.bcc,
-        html=email.html,
-        reply_to=email.reply_to,
-        headers=email.headers,
-        tags=email.tags,
-        metadata=email.metadata,
-        attachments=email.attachments,
+        **content_of(email),
     )
 
 

@@ -22,7 +22,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,23 +88,13 @@ class PayloadRef:
     size: int
 
 
-@dataclass(frozen=True)
-class WireEmail:
-    """One email as it travels through SQS.
+@dataclass(frozen=True, kw_only=True)
+class Content:
+    """What a real email carries beside the original's fields, the same on the wire and in a
+    provider's ``OutgoingEmail``. ``to`` is the whole To list; built from ``to_email``/
+    ``to_name`` alone (the original's fields), it is that one recipient, and those two are
+    always its first. The content is left out of ``repr``: logging an email never logs it."""
 
-    ``to`` is the whole To list; built from ``to_email``/``to_name`` alone, it is that one
-    recipient, and ``to_email``/``to_name`` are always its first (the original's fields).
-    ``payload`` is set on a claim check's summary, whose content is in S3.
-    """
-
-    id: str
-    from_email: str
-    to_email: str
-    body: str
-    from_name: str = ""
-    to_name: str = ""
-    subject: str = ""
-    accepted_at: datetime | None = None
     to: tuple[Mailbox, ...] = ()
     cc: tuple[Mailbox, ...] = ()
     bcc: tuple[Mailbox, ...] = ()
@@ -114,10 +104,30 @@ class WireEmail:
     tags: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
     attachments: tuple[Attachment, ...] = field(default=(), repr=False)
-    payload: PayloadRef | None = None
 
     def __post_init__(self) -> None:
         align_recipients(self)
+
+
+def content_of(email: Content) -> dict[str, Any]:
+    """``email``'s ``Content`` fields, to build another kind of email with them."""
+    return {f.name: getattr(email, f.name) for f in fields(Content)}
+
+
+@dataclass(frozen=True)
+class WireEmail(Content):
+    """One email as it travels through SQS; ``payload`` is set on a claim check's summary,
+    whose content is in S3."""
+
+    id: str
+    from_email: str
+    to_email: str
+    body: str
+    from_name: str = ""
+    to_name: str = ""
+    subject: str = ""
+    accepted_at: datetime | None = None
+    payload: PayloadRef | None = None
 
     @property
     def is_original_format(self) -> bool:

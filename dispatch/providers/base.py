@@ -16,19 +16,16 @@ from typing import Any
 import idna
 
 from dispatch.providers.errors import ErrorKind, ProviderError
-from emails.wire import Attachment, Mailbox, align_recipients
+from emails.wire import Content
 
 
-@dataclass(frozen=True, slots=True)
-class OutgoingEmail:
+@dataclass(frozen=True)
+class OutgoingEmail(Content):
     """One email to deliver, already validated by the API (DESIGN.md section 3).
 
     ``from_name``, ``to_name`` and ``subject`` are ``""`` when absent. ``body`` is plain text
-    and ``html`` its HTML alternative (either may be ``""``, not both); the content is left out
-    of ``repr`` so that logging an email never logs it.
-
-    ``to`` is the whole To list (``to_email``/``to_name`` its first, as in
-    ``emails.wire.WireEmail``); ``cc`` and ``bcc`` the others. A provider puts ``bcc`` in the
+    and ``html`` its HTML alternative (either may be ``""``, not both); ``to``, ``cc`` and
+    ``bcc`` are the recipients (``emails.wire.Content``). A provider puts ``bcc`` in the
     envelope only, never in a header. ``headers`` are the API's allowlisted custom headers
     (no line breaks); ``tags`` and ``metadata`` go where the provider's events carry them.
     Attachments with a ``content_id`` are inline parts.
@@ -41,18 +38,6 @@ class OutgoingEmail:
     to_name: str
     subject: str
     body: str = field(repr=False)
-    to: tuple[Mailbox, ...] = ()
-    cc: tuple[Mailbox, ...] = ()
-    bcc: tuple[Mailbox, ...] = ()
-    html: str = field(default="", repr=False)
-    reply_to: tuple[str, ...] = ()
-    headers: Mapping[str, str] = field(default_factory=dict)
-    tags: tuple[str, ...] = ()
-    metadata: Mapping[str, str] = field(default_factory=dict)
-    attachments: tuple[Attachment, ...] = field(default=(), repr=False)
-
-    def __post_init__(self) -> None:
-        align_recipients(self)
 
     @property
     def needs_mime(self) -> bool:
