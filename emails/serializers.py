@@ -255,7 +255,9 @@ class MetadataField(serializers.Field):
         errors = {}
         for key, value in data.items():
             if not key.strip() or not key.isprintable():
-                errors[key] = "Metadata key must be a printable, non-empty string"
+                raise serializers.ValidationError(
+                    "Metadata keys must be printable, non-empty strings"
+                )
             elif not isinstance(value, str):
                 errors[key] = "Metadata value must be a string"
             elif not value.isprintable():
@@ -406,59 +408,57 @@ class SendEmailSerializer(serializers.Serializer):
     attachments = AttachmentsField()
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        # What is missing is reported with the fields' own errors, all at once, as the
-        # original's required toEmail and body were.
-        missing = self._missing(data)
+        # What is missing or does not fit across fields is read from the raw data, so that it
+        # is reported with the fields' own errors, all at once (a field's own error wins).
+        across = self._across(data)
         try:
             attrs = super().to_internal_value(data)
         except serializers.ValidationError as exc:
             detail = exc.detail if isinstance(exc.detail, dict) else {"base": exc.detail}
-            raise serializers.ValidationError({**missing, **detail}) from None
-        if missing:
-            raise serializers.ValidationError(missing)
+            raise serializers.ValidationError({**across, **detail}) from None
+        if across:
+            raise serializers.ValidationError(across)
         return attrs
 
-    @staticmethod
-    def _missing(data: Any) -> dict[str, str]:
+    @classmethod
+    def _across(cls, data: Any) -> dict[str, str]:
         def filled(key: str) -> bool:
             value = data.get(key)
             return not isinstance(value, str) or bool(value.strip()) if key in data else False
 
-        missing = {}
-        if "to" not in data and not filled("toEmail"):
-            missing["toEmail"] = "To email is required"
-        if not filled("body") and not filled("html"):
-            missing["body"] = "Body is required"
-        return missing
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        errors: dict[str, str] = {}
-        if "to" in attrs and ("toEmail" in self.initial_data or "toName" in self.initial_data):
+        errors = {}
+        if "to" in data and ("toEmail" in data or "toName" in data):
             errors["to"] = "Give either toEmail and toName or to, not both"
-        elif "to" in attrs and not attrs["to"]:
+        elif "to" in data and data["to"] == []:
             errors["to"] = "To must name at least one recipient"
-        errors.update(self._recipient_errors(attrs))
-        errors.update(self._content_id_errors(attrs))
-        if errors:
-            raise serializers.ValidationError(errors)
-        return attrs
+        elif "to" not in data and not filled("toEmail"):
+            errors["toEmail"] = "To email is required"
+        if not filled("body") and not filled("html"):
+            errors["body"] = "Body is required"
+        errors.update(cls._recipient_errors(data))
+        errors.update(cls._content_id_errors(data))
+        return errors
 
     @staticmethod
-    def _recipient_errors(attrs: dict[str, Any]) -> dict[str, str]:
+    def _recipient_errors(data: dict[str, Any]) -> dict[str, str]:
         places: list[tuple[str, str]] = []
-        if attrs.get("toEmail") and "to" not in attrs:
-            places.append(("toEmail", attrs["toEmail"]))
+        if isinstance(data.get("toEmail"), str) and "to" not in data:
+            places.append(("toEmail", data["toEmail"]))
         for key, _label in RECIPIENT_LISTS:
-            places.extend(
-                (_place(key, i, "email"), m.email) for i, m in enumerate(attrs.get(key, ()))
-            )
+            items = data.get(key)
+            if isinstance(items, list):
+                places.extend(
+                    (_place(key, i, "email"), item["email"])
+                    for i, item in enumerate(items)
+                    if isinstance(item, dict) and isinstance(item.get("email"), str)
+                )
         limit = settings.GOMAIL.api.max_recipients
         if len(places) > limit:
             return {"recipients": f"At most {limit} recipients (to, cc and bcc together)"}
         seen: dict[str, str] = {}
         errors = {}
         for place, address in places:
-            folded = address.casefold()
+            folded = address.strip().casefold()
             if folded in seen:
                 errors[place] = f"{address} is already a recipient ({seen[folded]})"
             else:
@@ -466,14 +466,21 @@ class SendEmailSerializer(serializers.Serializer):
         return errors
 
     @staticmethod
-    def _content_id_errors(attrs: dict[str, Any]) -> dict[str, str]:
-        html = attrs.get("html", "")
+    def _content_id_errors(data: dict[str, Any]) -> dict[str, str]:
+        html = data.get("html") if isinstance(data.get("html"), str) else ""
+        items = data.get("attachments")
+        if not isinstance(items, list):
+            return {}
         return {
             _place("attachments", i, "contentId"): (
-                f"Content ID {a.content_id} is not referenced in the HTML (cid:{a.content_id})"
+                f"Content ID {item['contentId']} is not referenced in the HTML "
+                f"(cid:{item['contentId']})"
             )
-            for i, a in enumerate(attrs.get("attachments", ()))
-            if a.content_id and f"cid:{a.content_id}" not in html
+            for i, item in enumerate(items)
+            if isinstance(item, dict)
+            and isinstance(item.get("contentId"), str)
+            and item["contentId"]
+            and f"cid:{item['contentId']}" not in html
         }
 
     def wire_email(self, email_id: str, accepted_at: datetime) -> WireEmail:

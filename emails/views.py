@@ -283,7 +283,12 @@ class RecentEmailsView(APIView):
         if not 1 <= limit <= MAX_RECENT:
             raise ApiError(f"Limit must be between 1 and {MAX_RECENT}")
         return Response(
-            RecentEmailSerializer(emails.order_by("-accepted_at")[:limit], many=True).data
+            RecentEmailSerializer(
+                emails.order_by("-accepted_at")[:limit],
+                many=True,
+                # Only the caller's own emails are listed, unless no one is signed in.
+                context={"show_bcc": any(_sender(request))},
+            ).data
         )
 
 

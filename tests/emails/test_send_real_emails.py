@@ -346,3 +346,34 @@ def test_a_refused_large_email_leaves_no_object(client_with_key, aws):
     )
 
     assert_refused(response, {"to[0].email": "To email is not a valid email"}, aws)
+
+
+def test_errors_across_fields_come_with_the_fields_own_at_once(client_with_key, aws):
+    sent = email(
+        to=[{"email": "one@example.org"}, {"email": "bad"}],
+        bcc=[{"email": "One@Example.org"}],
+        body=None,
+        attachments=[attachment(contentId="logo", content="!")],
+    )
+
+    response = post_email(client_with_key, sent)
+
+    assert_refused(
+        response,
+        {
+            "to[1].email": "To email is not a valid email",
+            "bcc[0].email": "One@Example.org is already a recipient (to[0].email)",
+            "body": "Body is required",
+            "attachments[0].content": "Content is not valid base64",
+            "attachments[0].contentId": "Content ID logo is not referenced in the HTML " + CID,
+        },
+        aws,
+    )
+
+
+def test_the_recent_list_shows_bcc_to_the_sender(client_with_key, aws):
+    post_email(client_with_key, email(bcc=[{"email": "bcc@example.org"}]))
+
+    [line] = client_with_key.get("/email/recent").json()
+
+    assert line["bcc"] == [{"email": "bcc@example.org"}]
