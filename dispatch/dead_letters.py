@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from dispatch.sqs_batches import SQS_BATCH_LIMIT, change_visibility, delete_messages
-from emails import records
+from emails import claim_check, records
 from emails.models import Email
 from emails.wire import UndecodableMessage, decode, email_id_of
 from gomail_site.aws import aws_client, queue_url
@@ -385,6 +385,7 @@ def _redrive_chunk(
                 if before is None:
                     report.skipped[message.sqs_message_id] = "its email changed meanwhile"
                     continue
+            claim_check.renew(message.body)
             try:
                 aws_client("sqs").send_message(QueueUrl=queue_url(target), MessageBody=message.body)
             except (BotoCoreError, ClientError) as exc:

@@ -33,6 +33,7 @@ from emails.wire import (
     PayloadRef,
     UndecodableMessage,
     WireEmail,
+    decode,
     decode_claimed,
     dispatch_bytes,
 )
@@ -174,6 +175,29 @@ def discard(ref: PayloadRef, email_id: str) -> bool:
         return False
     records.payload_deleted(email_id)
     return True
+
+
+def renew(body: str) -> None:
+    """A redrive queues the SQS body ``body`` again: when it is a claim check, its object
+    starts its lifecycle afresh (copied onto itself), so that the safety net's days count
+    from the redrive, as the email's life does. A failure is logged, not raised: the rule's
+    days are long, and a missing object is the worker's to report."""
+    try:
+        ref = decode(body, "redriven").payload
+    except UndecodableMessage:
+        return
+    if ref is None:
+        return
+    try:
+        _s3().copy_object(
+            Bucket=ref.bucket,
+            Key=ref.key,
+            CopySource={"Bucket": ref.bucket, "Key": ref.key},
+            MetadataDirective="REPLACE",
+            ContentType="application/json",
+        )
+    except (BotoCoreError, ClientError) as exc:
+        logger.warning("could not renew payload %s for its redrive: %s", ref.key, exc)
 
 
 def ensure_bucket(config: PayloadsConfig) -> None:

@@ -9,6 +9,7 @@ import uuid
 import pytest
 from django.conf import settings
 
+from dispatch import dead_letters
 from dispatch.sending import send_batch
 from emails import claim_check, records
 from emails.models import Email
@@ -90,3 +91,20 @@ def test_s3_unreachable_is_a_retry(aws, providers, sendgrid_stub, gomail_config)
     assert record.status == Email.Status.FAILED, record.last_error
     assert "payload could not be read" in record.last_error
     assert (record.provider, sendgrid_stub.messages()) == ("", [])
+
+
+def test_a_redriven_claim_check_finds_its_object_and_is_sent(aws, providers, sendgrid_stub):
+    sendgrid_stub.configure(fail_rate=1.0, fail_status=400)
+    email, summary = claim_checked(from_email="unverified@example.net")
+    send_batch("sendgrid", uuid.uuid4().hex, receive_exactly(1), providers=providers)
+    assert Email.objects.get(id=email.id).status == Email.Status.DEAD
+    sendgrid_stub.reset()
+
+    report = dead_letters.redrive()
+    send_batch("sendgrid", uuid.uuid4().hex, receive_exactly(1), providers=providers)
+
+    assert report.moved == 1
+    assert Email.objects.get(id=email.id).status == Email.Status.SENT
+    assert not object_exists(summary)
+    [message] = sendgrid_stub.messages()
+    assert message["payload"]["attachments"][0]["filename"] == "a.bin"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -152,3 +153,17 @@ def test_s3_unreachable_is_unavailable_not_missing(aws, gomail_config):
 
     with pytest.raises(claim_check.PayloadUnavailable):
         claim_check.fetch(summary)
+
+
+def test_a_redrive_renews_the_objects_lifecycle(aws):
+    summary = stored(wire())
+    s3, bucket = aws_client("s3"), settings.GOMAIL.payloads.bucket
+    before = s3.head_object(Bucket=bucket, Key=summary.payload.key)["LastModified"]
+    time.sleep(1.1)  # S3's LastModified has whole seconds
+
+    claim_check.renew(summary.encode())
+    claim_check.renew(wire().encode())  # not a claim check: nothing to renew
+
+    after = s3.head_object(Bucket=bucket, Key=summary.payload.key)
+    assert after["LastModified"] > before
+    assert claim_check.fetch(summary).id == summary.id  # the same content
