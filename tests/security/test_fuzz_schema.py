@@ -60,11 +60,6 @@ def api_schema(served_schema: dict[str, Any]) -> Any:
     return schema
 
 
-@pytest.fixture
-def generous_limits(gomail_config: Any) -> None:
-    gomail_config(api={"rate_limit_per_key": "100000/min", "rate_limit_per_user": "100000/min"})
-
-
 def csrf_header_name() -> str:
     # settings.CSRF_HEADER_NAME is a WSGI name: HTTP_X_CSRFTOKEN is the header X-CSRFToken.
     return settings.CSRF_HEADER_NAME.removeprefix("HTTP_").replace("_", "-")

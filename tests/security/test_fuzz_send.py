@@ -15,23 +15,16 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from dispatch.queues import QueueSetup
+from emails.serializers import SendEmailSerializer
 from emails.wire import WIRE_FIELDS
-from gomail_site.aws import aws_client
+from tests.security.fuzzing import FUZZ, assert_error_shape, post, queued_message
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
-
-FUZZ = settings(
-    max_examples=150,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 
 # --- payloads ---------------------------------------------------------------------------------
 
@@ -100,9 +93,11 @@ NOISE = (
     | st.sampled_from(["", " ", "not an address", "a@", "@b.org", "a@b", "a" * 65 + "@b.org"])
 )
 # Names chosen to look like something; "csrfmiddlewaretoken" is left out on purpose (see
-# test_a_csrf_token_field_that_is_not_a_string_is_not_a_500).
+# test_a_csrf_token_field_that_is_not_a_string_is_not_a_500), and so are the real emails'
+# fields, which test_fuzz_real_emails.py fuzzes.
+KNOWN_KEYS = frozenset(SendEmailSerializer().fields) | {"email"}
 UNKNOWN_KEYS = st.text(string.ascii_letters, min_size=1, max_size=10).filter(
-    lambda key: key not in WIRE_FIELDS and key != "email"
+    lambda key: key not in KNOWN_KEYS
 ) | st.sampled_from(["__proto__", "constructor", "id", "acceptedAt", "", "\u0000", "\ud800"])
 
 
@@ -178,33 +173,6 @@ CONTENT_TYPES = st.sampled_from(
 # --- checking one answer ----------------------------------------------------------------------
 
 
-def assert_error_shape(response: Any) -> None:
-    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
-    body = json.loads(response.content)
-    assert type(body) is dict and set(body) == {"errors"}, body
-    errors = body["errors"]
-    assert type(errors) is dict and errors, body
-    assert all(type(key) is str and type(value) is str and value for key, value in errors.items())
-
-
-def queued_message(setup: QueueSetup, message_id: str) -> dict[str, Any] | None:
-    """The SQS body of ``message_id``, deleting whatever was received on the way."""
-    sqs = aws_client("sqs")
-    for url in setup.incoming_urls.values():
-        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get(
-            "Messages", []
-        ):
-            found = None
-            for message in messages:
-                body = json.loads(message["Body"])
-                if body.get("id") == message_id:
-                    found = body
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-            if found is not None:
-                return found
-    return None
-
-
 def check_answer(response: Any, setup: QueueSetup, sent: bytes) -> int:
     """Check one answer against the contract; returns its status."""
     assert response.status_code < 500, (response.status_code, response.content[:300], sent[:300])
@@ -223,16 +191,6 @@ def check_answer(response: Any, setup: QueueSetup, sent: bytes) -> int:
 
 
 # --- the tests ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def generous_limits(gomail_config: Any) -> None:
-    # The fuzz runs are a few hundred requests a minute: keep the rate limits out of their way.
-    gomail_config(api={"rate_limit_per_key": "100000/min", "rate_limit_per_user": "100000/min"})
-
-
-def post(client: Client, body: bytes, content_type: str, **extra: Any) -> Any:
-    return client.generic("POST", "/email/send", body, content_type=content_type, **extra)
 
 
 def test_any_json_payload_with_an_api_key(client_with_key: APIClient, aws, generous_limits):
