@@ -7,7 +7,8 @@ moto's. It speaks SQS's JSON protocol (botocore >= 1.31: ``POST /`` with
 ``X-Amz-Target: AmazonSQS.<Action>`` and an ``application/x-amz-json-1.0`` body), enough of it
 for ``manage.py bootstrap`` (with and without ``--check``), the API's ``/healthz`` and
 ``SendMessage`` / ``SendMessageBatch``, and SES's query-protocol ``VerifyEmailIdentity`` /
-``VerifyDomainIdentity`` (bootstrap verifies the sender identity). Answers carry a correct
+``VerifyDomainIdentity`` (bootstrap verifies the sender identity), and S3's ``PUT`` of the
+payloads bucket and its lifecycle rule (taken, stored nowhere). Answers carry a correct
 ``MD5OfMessageBody`` (botocore 1.44 does not check it; other SDKs do). Receives find nothing.
 Calls are counted by action (``bench.counting``) and served at ``/_bench/calls``.
 """
@@ -33,6 +34,7 @@ _ATTRIBUTES = {
     "ApproximateNumberOfMessagesNotVisible": "0",
     "ApproximateNumberOfMessagesDelayed": "0",
     "VisibilityTimeout": "30",
+    "MaximumMessageSize": "262144",
 }
 
 
@@ -97,6 +99,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         own = serve_log(self.server.log, "GET", self.path)
         self._send(200 if own is not None else 404, own or b"{}", "application/json")
+
+    def do_PUT(self) -> None:
+        # S3's bucket creation and lifecycle rule (``manage.py bootstrap``'s payloads bucket):
+        # taken, stored nowhere; the ingest benchmarks send nothing large enough to need it.
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.log.observe("s3", self.headers, body, 200)
+        self._send(200, b"", "application/xml")
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -106,8 +106,10 @@ def queue_max_message_bytes(queue_name: str) -> int:
         )["Attributes"]
         limit = int(attributes["MaximumMessageSize"])
     except (BotoCoreError, ClientError, KeyError, ValueError) as exc:
+        # Kept too: the oldest limit is never wrong, and asking again on every request would
+        # add a call to each while SQS has trouble.
         logger.warning("cannot read MaximumMessageSize of %s: %s", queue_name, exc)
-        return SQS_MAX_MESSAGE_BYTES
+        limit = SQS_MAX_MESSAGE_BYTES
     with _queue_limits_lock:
         _queue_limits[key] = limit
     return limit
