@@ -7,10 +7,11 @@ SHA-256 (``emails.wire``). The worker fetches and verifies it before sending
 
 An object is deleted once its email is sent (``discard``, by the worker), at once when the
 API withdrew the email, and otherwise by the cleanup (``cleanup``): an object of an email that
-is sent, withdrawn or unknown once it is ``payloads.cleanup_after_hours`` old, and of a dead
-email only once no dead letter of it can be left to redrive (the dead-letter queue's
-retention after it died). The bucket's lifecycle rule is a safety net under that, longer
-than any email can live (checked by the configuration).
+is sent or withdrawn once it is ``payloads.cleanup_after_hours`` old; of a dead email only
+once no dead letter of it can be left to redrive (the dead-letter queue's retention after it
+died); of an unknown one (no record) once it is older than an email can live. The bucket's
+lifecycle rule is a safety net under that, longer than any email can live (checked by the
+configuration).
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ from gomail_site.config import SQS_MAX_MESSAGE_BYTES, SQS_MAX_RETENTION_SECONDS,
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "payloads/"
-# S3 answers these when the object (or its bucket) is not there: the payload is gone.
-_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+# S3 answers these when the object is not there: the payload is gone. A missing bucket is
+# not among them: that is a worker's configuration (endpoint, region), retried, not every
+# claim check's end.
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 # A dead email's object outlives any dead letter of it (the dead-letter queue's retention
 # from the moment it died, and a day): until then a redrive may still need it.
 DEAD_KEEP = timedelta(seconds=SQS_MAX_RETENTION_SECONDS) + timedelta(days=1)
@@ -261,7 +264,13 @@ def may_delete(
     from emails.models import Email
 
     old_enough = now - stored_at >= timedelta(hours=settings.GOMAIL.payloads.cleanup_after_hours)
-    if status is None or status in (Email.Status.SENT, Email.Status.WITHDRAWN):
+    if status is None:
+        # No record: written by an API that failed before it, or deleted by cleanup_emails
+        # (records.retention_days) while its dead letter may still be redriven; so it waits
+        # out the longest an email can live (a redrive renews the object).
+        lifetime = timedelta(seconds=settings.GOMAIL.sqs.message_retention_seconds) + DEAD_KEEP
+        return old_enough and now - stored_at >= lifetime
+    if status in (Email.Status.SENT, Email.Status.WITHDRAWN):
         return old_enough
     if status == Email.Status.DEAD:
         return old_enough and died_at is not None and now - died_at >= DEAD_KEEP

@@ -26,8 +26,10 @@ DAY = timedelta(days=1)
 @pytest.mark.parametrize(
     ("status", "died_days_ago", "stored_days_ago", "deleted"),
     [
-        (None, None, 2, True),  # no record: nothing can send it
-        (None, None, 0.5, False),  # ... unless it is younger than the cleanup's delay
+        # No record (its record deleted by cleanup_emails, say): once no dead letter of it
+        # can be left (10 days of incoming retention, 14 in the dead-letter queue, a day).
+        (None, None, 26, True),
+        (None, None, 24, False),
         ("sent", None, 2, True),
         ("withdrawn", None, 2, True),
         ("queued", None, 300, False),  # can still be delivered, whatever its age
@@ -89,12 +91,15 @@ def test_the_cleanup_deletes_what_no_email_needs_and_keeps_the_rest(aws):
 
     report = claim_check.cleanup(now=later)
 
-    kept = {claim_check.object_key(e.id) for e in (queued, failed, dead)}
+    kept = {claim_check.object_key(e.id) for e in (queued, failed, dead, unknown)}
     assert keys() == kept
-    assert (report.examined, report.deleted, report.kept) == (6, 3, 3)
+    assert (report.examined, report.deleted, report.kept) == (6, 2, 4)
+    # An unknown email's object once no dead letter of it can be left.
+    assert claim_check.cleanup(now=later + timedelta(days=25)).deleted == 2  # and the dead one
+    assert keys() == {claim_check.object_key(e.id) for e in (queued, failed)}
     assert Email.objects.get(id=sent.id).payload_key == ""
+    assert Email.objects.get(id=withdrawn.id).payload_key == ""
     assert Email.objects.get(id=queued.id).payload_key == claim_check.object_key(queued.id)
-    assert withdrawn.id and unknown.id  # their objects are among the deleted
 
 
 @pytest.mark.django_db
