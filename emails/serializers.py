@@ -98,7 +98,7 @@ class RecipientListField(serializers.Field):
     def __init__(self, label: str, **kwargs: Any) -> None:
         self.address = AddressField(f"{label} email", required=True)
         self.name = TextField(f"{label} name", header=True, max_length=MAX_NAME_LENGTH)
-        super().__init__(required=False, label=label, **kwargs)
+        super().__init__(required=False, allow_null=True, label=label, **kwargs)
 
     def to_internal_value(self, data: Any) -> tuple[Mailbox, ...]:
         if not isinstance(data, list):
@@ -142,7 +142,7 @@ class ReplyToField(serializers.Field):
 
     def __init__(self) -> None:
         self.address = AddressField("Reply-to address", required=True)
-        super().__init__(required=False, label="Reply-to")
+        super().__init__(required=False, allow_null=True, label="Reply-to")
 
     def to_internal_value(self, data: Any) -> tuple[str, ...]:
         items = [data] if isinstance(data, str) else data
@@ -179,7 +179,7 @@ class HeadersField(serializers.Field):
 
     def __init__(self) -> None:
         self.value = TextField("Header value", header=True, max_length=MAX_SUBJECT_LENGTH)
-        super().__init__(required=False, label="Headers")
+        super().__init__(required=False, allow_null=True, label="Headers")
 
     def to_internal_value(self, data: Any) -> dict[str, str]:
         if not isinstance(data, dict):
@@ -211,7 +211,7 @@ class TagsField(serializers.Field):
     """``tags``: up to ``api.max_tags`` short one-line strings (duplicates merged)."""
 
     def __init__(self) -> None:
-        super().__init__(required=False, label="Tags")
+        super().__init__(required=False, allow_null=True, label="Tags")
 
     def to_internal_value(self, data: Any) -> tuple[str, ...]:
         limits = settings.GOMAIL.api
@@ -246,7 +246,7 @@ class MetadataField(serializers.Field):
     """``metadata``: a flat object of strings, at most ``api.max_metadata_bytes`` as JSON."""
 
     def __init__(self) -> None:
-        super().__init__(required=False, label="Metadata")
+        super().__init__(required=False, allow_null=True, label="Metadata")
 
     def to_internal_value(self, data: Any) -> dict[str, str]:
         limit = settings.GOMAIL.api.max_metadata_bytes
@@ -297,7 +297,7 @@ class AttachmentsField(serializers.Field):
     within the configured limits; see ``emails.attachments`` for what is refused."""
 
     def __init__(self) -> None:
-        super().__init__(required=False, label="Attachments")
+        super().__init__(required=False, allow_null=True, label="Attachments")
 
     def to_internal_value(self, data: Any) -> tuple[Attachment, ...]:
         limits = settings.GOMAIL.api
@@ -409,29 +409,34 @@ class SendEmailSerializer(serializers.Serializer):
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         # What is missing or does not fit across fields is read from the raw data, so that it
-        # is reported with the fields' own errors, all at once (a field's own error wins).
+        # is reported with the fields' own errors, all at once. A field's own error wins,
+        # except over "... is required" for the original's required fields: a null or blank
+        # toEmail or body is answered as the original answered it.
         across = self._across(data)
         try:
             attrs = super().to_internal_value(data)
         except serializers.ValidationError as exc:
             detail = exc.detail if isinstance(exc.detail, dict) else {"base": exc.detail}
-            raise serializers.ValidationError({**across, **detail}) from None
+            required = {key: across[key] for key in ("toEmail", "body") if key in across}
+            raise serializers.ValidationError({**across, **detail, **required}) from None
         if across:
             raise serializers.ValidationError(across)
-        return attrs
+        # A null new field is an absent one.
+        return {key: value for key, value in attrs.items() if value is not None}
 
     @classmethod
     def _across(cls, data: Any) -> dict[str, str]:
         def filled(key: str) -> bool:
             value = data.get(key)
-            return not isinstance(value, str) or bool(value.strip()) if key in data else False
+            return value is not None and (not isinstance(value, str) or bool(value.strip()))
 
         errors = {}
-        if "to" in data and ("toEmail" in data or "toName" in data):
+        has_to = data.get("to") is not None
+        if has_to and (data.get("toEmail") is not None or data.get("toName") is not None):
             errors["to"] = "Give either toEmail and toName or to, not both"
-        elif "to" in data and data["to"] == []:
+        elif has_to and data["to"] == []:
             errors["to"] = "To must name at least one recipient"
-        elif "to" not in data and not filled("toEmail"):
+        elif not has_to and not filled("toEmail"):
             errors["toEmail"] = "To email is required"
         if not filled("body") and not filled("html"):
             errors["body"] = "Body is required"
@@ -442,7 +447,7 @@ class SendEmailSerializer(serializers.Serializer):
     @staticmethod
     def _recipient_errors(data: dict[str, Any]) -> dict[str, str]:
         places: list[tuple[str, str]] = []
-        if isinstance(data.get("toEmail"), str) and "to" not in data:
+        if isinstance(data.get("toEmail"), str) and data.get("to") is None:
             places.append(("toEmail", data["toEmail"]))
         for key, _label in RECIPIENT_LISTS:
             items = data.get(key)

@@ -377,3 +377,35 @@ def test_the_recent_list_shows_bcc_to_the_sender(client_with_key, aws):
     [line] = client_with_key.get("/email/recent").json()
 
     assert line["bcc"] == [{"email": "bcc@example.org"}]
+
+
+@pytest.mark.parametrize(
+    ("fields", "errors"),
+    [
+        # The original's required fields keep the original's answers.
+        (
+            {"toEmail": None, "body": None},
+            {"toEmail": "To email is required", "body": "Body is required"},
+        ),
+        ({"toEmail": "   "}, {"toEmail": "To email is required"}),
+        ({"body": "  "}, {"body": "Body is required"}),
+    ],
+)
+def test_an_original_request_missing_a_required_field_gets_the_originals_answer(
+    client_with_key, aws, fields, errors
+):
+    response = post_email(client_with_key, {**VALID_EMAIL, **fields})
+
+    assert_refused(response, errors, aws)
+
+
+def test_a_null_new_field_is_an_absent_one(client_with_key, aws):
+    nulls = dict.fromkeys(
+        ["to", "cc", "bcc", "replyTo", "headers", "tags", "metadata", "attachments"]
+    )
+
+    response = post_email(client_with_key, {**VALID_EMAIL, **nulls})
+
+    assert response.status_code == 200, response.content
+    [message] = queued(aws)
+    assert message["email"] == VALID_EMAIL  # still the original format

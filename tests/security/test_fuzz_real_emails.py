@@ -587,7 +587,8 @@ def canonical_mailbox(item: dict[str, Any]) -> dict[str, str]:
 def sent_view(email: dict[str, Any], filename: Callable[[int, str], str]) -> dict[str, Any]:
     """What an accepted ``email`` must be recorded as; ``filename(index, sent)`` is the name
     attachment ``index`` keeps."""
-    to = email["to"] if "to" in email else [{"email": email["toEmail"], **_to_name(email)}]
+    # A null new field is an absent one.
+    to = email.get("to") or [{"email": email["toEmail"], **_to_name(email)}]
     lists = {"to": to, "cc": email.get("cc") or [], "bcc": email.get("bcc") or []}
     return {
         "recipients": {p: [canonical_mailbox(m) for m in ms] for p, ms in lists.items() if ms},
