@@ -13,6 +13,7 @@ Used by the API and by the admin's *resend*. No database lock is held across the
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import DatabaseError
@@ -46,8 +47,13 @@ def accept(
     api_key: ApiKey | None = None,
     user: Any = None,
     resent_from: Email | None = None,
+    confirm: Callable[[], bool] | None = None,
 ) -> Email:
     """Record ``email`` and queue it on one incoming queue; returns the record.
+
+    ``confirm``: asked right before the record is written, whether the caller may still
+    accept it (an Idempotency-Key's reservation: ``emails.idempotency``); False is a
+    ``NotAccepted`` with nothing recorded.
 
     Raises ``MessageTooLarge`` (nothing done) or ``NotAccepted`` (nothing will be delivered).
 
@@ -67,6 +73,9 @@ def accept(
         payload = summary.payload
         body = summary.encode()
     body = checked_size(body, email.id)
+    if confirm is not None and not confirm():
+        _discard(payload, email.id)
+        raise NotAccepted("its Idempotency-Key was taken over by a retry")
     with bound_message(email.id), arriving() as arrival:
         try:
             record = records.record_accepted(

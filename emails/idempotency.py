@@ -39,6 +39,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import status
 
+from emails import records
 from emails.errors import ApiError
 from emails.models import ApiKey, Email, IdempotencyKey
 from emails.queueing import enqueue_wait_seconds
@@ -136,6 +137,7 @@ class Verdict(StrEnum):
     DIFFERENT_REQUEST = "different_request"  # 422
     IN_PROGRESS = "in_progress"  # 409: its first request may still be running
     LOOK_AT_RECORD = "look_at_record"  # stale, in progress: its email's record decides
+    WITHDRAW = "withdraw"  # stale, its record queued: withdraw it, then take over
     TAKE_OVER = "take_over"  # accept this request anew under the key
 
 
@@ -156,10 +158,14 @@ def judge(seen: Seen, request_fingerprint: str, now: datetime, policy: Policy) -
 
 def judge_stale(record_status: str | None) -> Verdict:
     """A row in progress past its window, whose email's record has ``record_status`` (None: no
-    record). A record that is not withdrawn may be delivered: its id is the answer. No record,
-    or a withdrawn one: nothing will be delivered, the key is free again."""
+    record). No record, or a withdrawn one: nothing will be delivered, the key is free again.
+    A record a worker claimed (sending, sent, failed, dead) was in SQS: its id is the answer.
+    A ``queued`` one may or may not be in SQS (its request died, or its withdrawal failed):
+    ``WITHDRAW``, and the key is free once the withdrawal wins over any worker's claim."""
     if record_status is None or record_status == Email.Status.WITHDRAWN:
         return Verdict.TAKE_OVER
+    if record_status == Email.Status.QUEUED:
+        return Verdict.WITHDRAW
     return Verdict.REPLAY
 
 
@@ -196,6 +202,20 @@ class Reservation:
             _mine(self).update(completed_at=timezone.now())
         except DatabaseError:
             logger.exception("could not complete %s of email %s", HEADER, self.email_id)
+
+    def confirm(self) -> bool:
+        """Right before the email is recorded: whether this request still holds its key (a
+        retry past the window may have taken it over while this one was slow). It also
+        renews the row's in-progress window, so that no retry takes it over from now on."""
+        if self.row_id is None:
+            return True
+        try:
+            return bool(_mine(self).update(created_at=timezone.now()))
+        except DatabaseError:
+            # The record's write decides then: it fails too, or the row's own window (long
+            # enough for the request) still holds it.
+            logger.exception("could not renew %s of email %s", HEADER, self.email_id)
+            return True
 
     def release(self) -> None:
         """Nothing was accepted (a 503, a message too large): forget the key so the client may
@@ -265,6 +285,10 @@ def _reserve(owner: str, key: str, request_fingerprint: str) -> Reservation:
         verdict = judge(seen, request_fingerprint, timezone.now(), rules)
         if verdict is Verdict.LOOK_AT_RECORD:
             verdict = judge_stale(_record_status(existing.email_id))
+            if verdict is Verdict.WITHDRAW:
+                # A worker that claims it first makes it a replay: it was in SQS after all.
+                withdrawn = records.withdraw_id(existing.email_id)
+                verdict = Verdict.TAKE_OVER if withdrawn else Verdict.REPLAY
             if verdict is Verdict.REPLAY:
                 IdempotencyKey.objects.filter(
                     pk=existing.pk, email_id=existing.email_id, completed_at__isnull=True
@@ -283,7 +307,11 @@ def _reserve(owner: str, key: str, request_fingerprint: str) -> Reservation:
 def _take_over(row: IdempotencyKey, request_fingerprint: str, email_id: uuid.UUID) -> bool:
     """Make ``row`` (as read) this request's, in progress under ``email_id``: one conditional
     UPDATE on the email id read, so of two requests that read the same row only one takes it."""
-    taken = IdempotencyKey.objects.filter(pk=row.pk, email_id=row.email_id).update(
+    # On the created_at read too: a heartbeat of the row's request (``Reservation.confirm``)
+    # since then says it is alive, and it keeps the key.
+    taken = IdempotencyKey.objects.filter(
+        pk=row.pk, email_id=row.email_id, created_at=row.created_at
+    ).update(
         fingerprint=request_fingerprint,
         email_id=email_id,
         created_at=timezone.now(),

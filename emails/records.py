@@ -96,7 +96,13 @@ def withdraw(record: Email) -> bool:
     False when a worker claimed it first: SQS did take the message after all, and it is on its
     way (the caller then answers 200, not 503).
     """
-    withdrawn = Email.objects.filter(id=record.id, status=Email.Status.QUEUED).update(
+    return withdraw_id(record.id)
+
+
+def withdraw_id(email_id: Any) -> bool:
+    """``withdraw`` by id: an Idempotency-Key's retry finding the record of a request that
+    never finished (``emails.idempotency``) withdraws it the same way."""
+    withdrawn = Email.objects.filter(id=email_id, status=Email.Status.QUEUED).update(
         status=Email.Status.WITHDRAWN
     )
     return bool(withdrawn)

@@ -222,7 +222,7 @@ class SendEmailView(APIView):
             if not held.replayed:
                 email = serializer.wire_email(held.email_id, timezone.now())
                 try:
-                    accept(email, api_key=api_key, user=user)
+                    accept(email, api_key=api_key, user=user, confirm=held.confirm)
                 except MessageTooLarge:
                     raise ApiError("Body is too large to queue") from None
                 except NotAccepted:

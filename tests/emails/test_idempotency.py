@@ -22,6 +22,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.db import OperationalError, connection
 from django.utils import timezone
@@ -32,7 +33,9 @@ from emails.errors import ApiError
 from emails.idempotency import Policy, Seen, Verdict, judge, judge_stale, parse_key
 from emails.models import ApiKey, Email, IdempotencyKey
 from emails.queueing import QueueUnavailable
+from gomail_site.aws import aws_client
 from tests.clients import VALID_EMAIL, keyed
+from tests.dispatch.realparts import wire_email
 from tests.emails.test_send_api import drain
 from tests.harness import ProcessGroup, child_environment
 
@@ -147,7 +150,12 @@ def test_a_retention_shorter_than_a_request_never_expires_one_in_progress():
     [
         (None, Verdict.TAKE_OVER),
         (Email.Status.WITHDRAWN, Verdict.TAKE_OVER),
-        *((status, Verdict.REPLAY) for status in Email.Status if status != "withdrawn"),
+        (Email.Status.QUEUED, Verdict.WITHDRAW),
+        *(
+            (status, Verdict.REPLAY)
+            for status in Email.Status
+            if status not in ("withdrawn", "queued")
+        ),
     ],
 )
 def test_a_stale_row_is_answered_by_a_record_that_may_be_delivered(status, verdict):
@@ -316,10 +324,11 @@ def test_a_message_too_large_releases_the_key(client_with_key, aws):
 
 
 @pytest.mark.django_db
-def test_the_ambiguous_503_is_answered_by_its_record_once_stale(client_with_key, aws):
+def test_the_ambiguous_503_is_withdrawn_by_a_retry_once_stale_and_sent_anew(client_with_key, aws):
     # docs/reliability.md: SQS failed, then the database failed before the withdrawal. The
-    # record stays queued (SQS may hold the message), so the key is not released, and a retry
-    # is never a second email.
+    # record stays queued (SQS may hold the message), so the key is not released. A retry
+    # past the window withdraws it (a copy SQS kept is then dropped by its worker) and is
+    # accepted anew: one email is delivered, never two, never none.
     withdraw_fails = mock.patch.object(
         accepting.records, "withdraw", side_effect=OperationalError("database gone")
     )
@@ -334,24 +343,81 @@ def test_the_ambiguous_503_is_answered_by_its_record_once_stale(client_with_key,
     retried = send(client_with_key, "order-7")
 
     assert_error(in_window, 409, idempotency.IN_PROGRESS)
-    assert message_id(retried) == str(record.id)
+    assert message_id(retried) != str(record.id)
+    record.refresh_from_db()
+    assert record.status == Email.Status.WITHDRAWN
     assert row_of("order-7").completed_at is not None
-    assert Email.objects.count() == 1
-    assert drain(aws) == []  # nothing queued by the retries
+    assert [message["id"] for message in drain(aws)] == [message_id(retried)]
 
 
 @pytest.mark.django_db
-def test_a_row_the_database_could_not_complete_is_answered_by_its_record(client_with_key, aws):
-    # SQS took the message, then the row could not be marked completed: the caller had its
-    # 200 all the same, and a retry past the window gets the same id.
+def test_a_stale_row_whose_queued_record_a_worker_claimed_is_replayed(
+    client_with_key, aws, api_key
+):
+    claimed_id = uuid.uuid4()
+    Email.objects.create(
+        id=claimed_id, from_email="a@example.com", to_email="b@example.org", status="sending"
+    )
+    IdempotencyKey.objects.create(
+        owner=f"key:{api_key[0].pk}",
+        key="order-10",
+        fingerprint=idempotency.fingerprint({"email": VALID_EMAIL}),
+        email_id=claimed_id,
+        created_at=timezone.now() - stale(),
+    )
+
+    assert message_id(send(client_with_key, "order-10")) == str(claimed_id)
+    assert drain(aws) == []
+
+
+def test_a_request_whose_key_was_taken_over_while_slow_records_nothing(db):
+    IdempotencyKey.objects.create(
+        owner="anonymous", key="slow", fingerprint=SAME, email_id=(mine := uuid.uuid4())
+    )
+    slow = idempotency.Reservation(str(mine), row_id=row_of("slow").pk)
+    assert idempotency._take_over(row_of("slow"), SAME, uuid.uuid4())  # a retry, meanwhile
+
+    assert not slow.confirm()
+
+
+def test_a_heartbeat_keeps_the_key_from_a_retry_that_read_the_row_before(db):
+    IdempotencyKey.objects.create(
+        owner="anonymous", key="alive", fingerprint=SAME, email_id=(mine := uuid.uuid4())
+    )
+    read_by_retry = row_of("alive")
+    alive = idempotency.Reservation(str(mine), row_id=read_by_retry.pk)
+
+    assert alive.confirm()
+    assert not idempotency._take_over(read_by_retry, SAME, uuid.uuid4())
+    assert row_of("alive").email_id == mine
+
+
+@pytest.mark.django_db
+def test_accept_refused_by_its_reservation_records_and_queues_nothing(aws):
+    with pytest.raises(accepting.NotAccepted):
+        accepting.accept(wire_email(body="x" * 300_000), confirm=lambda: False)
+
+    assert not Email.objects.exists() and drain(aws) == []
+    bucket = settings.GOMAIL.payloads.bucket
+    assert "Contents" not in aws_client("s3").list_objects_v2(Bucket=bucket)
+
+
+@pytest.mark.django_db
+def test_a_row_the_database_could_not_complete_is_withdrawn_and_sent_once(client_with_key, aws):
+    # SQS took the message, then the row could not be marked completed, and no worker claimed
+    # the email by the time a retry came past the window. The retry cannot tell this from a
+    # request that died before SQS: it withdraws the record (its worker will drop the copy)
+    # and is accepted anew. One email is delivered, under the retry's id.
     with mock.patch.object(idempotency, "_mine", side_effect=OperationalError("database gone")):
         first = message_id(send(client_with_key, "order-8"))
     assert row_of("order-8").completed_at is None
 
     age("order-8", stale())
+    retried = message_id(send(client_with_key, "order-8"))
 
-    assert message_id(send(client_with_key, "order-8")) == first
-    assert [message["id"] for message in drain(aws)] == [first]
+    assert retried != first
+    assert Email.objects.get(id=first).status == Email.Status.WITHDRAWN
+    assert sorted(message["id"] for message in drain(aws)) == sorted([first, retried])
 
 
 @pytest.mark.django_db
