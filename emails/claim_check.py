@@ -118,8 +118,8 @@ def queue_max_message_bytes(queue_name: str) -> int:
     return limit
 
 
-def _s3() -> Any:
-    return aws_client("s3")
+def _s3(attempts: int = 3) -> Any:
+    return aws_client("s3", attempts=attempts)
 
 
 def store(email: WireEmail, body: str) -> WireEmail:
@@ -149,7 +149,8 @@ def fetch(summary: WireEmail) -> WireEmail:
     ref = summary.payload
     assert ref is not None, "not a claim check"
     try:
-        answer = _s3().get_object(Bucket=ref.bucket, Key=ref.key)
+        # One attempt: a worker's claim is running (a failed fetch is retried by the queue).
+        answer = _s3(attempts=1).get_object(Bucket=ref.bucket, Key=ref.key)
         content = answer["Body"].read(ref.size + 1)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")

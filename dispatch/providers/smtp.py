@@ -20,6 +20,7 @@ import re
 import smtplib
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -357,12 +358,22 @@ class SmtpProvider(Provider):
                     raise _Reconnect
                 raise smtplib.SMTPSenderRefused(code, text, payload.sender)
             stage = SmtpStage.RCPT
+            # Up to 50 RCPTs: together they get RCPT_WAITS waits, not one each, so that the
+            # slowest send (WAITS_PER_SEND) does not grow with the recipients.
+            deadline = time.monotonic() + self.timeout_seconds * RCPT_WAITS
             for recipient in payload.recipients:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the relay took too long over the recipients")
+                if connection.sock is not None:
+                    connection.sock.settimeout(min(self.timeout_seconds, left))
                 code, text = connection.rcpt(recipient)
                 if code not in (250, 251):
                     # One refused recipient ends the transaction for all: delivering to the
                     # others only would make a retry duplicate their copies.
                     raise smtplib.SMTPRecipientsRefused({recipient: (code, text)})
+            if connection.sock is not None:
+                connection.sock.settimeout(self.timeout_seconds)
             stage = SmtpStage.DATA
             code, text = connection.docmd("data")
             if code != 354:
@@ -506,9 +517,10 @@ class SmtpConfig(ProviderConfig):
 
 # The waits one send may make at the most, each up to timeout_seconds: a MAIL refused on a
 # reused connection, connecting again (the greeting, EHLO, STARTTLS, EHLO again, AUTH with
-# its mechanisms tried in turn), the envelope (MAIL, RCPT), DATA, the content and the final
-# answer.
-WAITS_PER_SEND = 18
+# its mechanisms tried in turn), the envelope (MAIL, then every RCPT within RCPT_WAITS), DATA,
+# the content and the final answer.
+RCPT_WAITS = 2
+WAITS_PER_SEND = 19
 
 
 def _production_problems(name: str, config: SmtpConfig) -> list[str]:

@@ -48,9 +48,9 @@ def smtp_relay() -> Iterator[SmtpStub]:
 
 def only(provider: str, relay: SmtpStub) -> dict[str, Any]:
     """The ``providers`` overrides that enable ``provider`` alone (the SMTP one on ``relay``)."""
-    # A short SMTP timeout, so that the test queues' 30 s visibility holds a batch (18 waits
+    # A short SMTP timeout, so that the test queues' 30 s visibility holds a batch (19 waits
     # of it per send: dispatch/providers/smtp.py); on loopback.
-    smtp = {"host": relay.smtp_host, "port": relay.smtp_port, "timeout_seconds": 0.8}
+    smtp = {"host": relay.smtp_host, "port": relay.smtp_port, "timeout_seconds": 0.7}
     return {
         name: {"enabled": name == provider} | (smtp if name == "smtp" else {}) for name in PROVIDERS
     }

@@ -68,13 +68,13 @@ SYSTEM_OVERRIDES: dict[str, Any] = {
 SMTP_TIMEOUT_SECONDS = 2
 # On top of SYSTEM_OVERRIDES, with the SMTP stand-in (its host and port are added once it is
 # up). A third enabled provider is a fourth call per batch in the start-up timing check, and an
-# SMTP send may wait 18 x its timeout: 4 x 18 x 2 s = 144 s, within 150 s visibility timeouts
+# SMTP send may wait 19 x its timeout: 4 x 19 x 2 s = 152 s, within 160 s visibility timeouts
 # (which only a crash scenario would wait out; this stack has none).
 THREE_PROVIDER_OVERRIDES: dict[str, Any] = {
-    "sqs": {"visibility_timeout_seconds": 150},
-    "celery": {"visibility_timeout_seconds": 150},
+    "sqs": {"visibility_timeout_seconds": 160},
+    "celery": {"visibility_timeout_seconds": 160},
     "providers": {
-        # One round per batch (the timing check's 4 x 18 x 2 s holds only with one).
+        # One round per batch (the timing check's 4 x 19 x 2 s holds only with one).
         "ses": {"send_concurrency": 10},
         "sendgrid": {"send_concurrency": 10},
         "smtp": {"enabled": True, "security": "none", "timeout_seconds": SMTP_TIMEOUT_SECONDS},

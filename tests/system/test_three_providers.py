@@ -4,7 +4,7 @@ stand-in, ``python -m devtools.smtp_stub``) on a stack of this module's own
 ``-Q ses,sendgrid,smtp``). The ledger counts the SMTP stand-in's copies (by ``X-Gomail-Id``)
 like SES's and SendGrid's, and the rows join the system table.
 
-Timings: those of ``test_faults`` (``stack.SYSTEM_OVERRIDES``) with 150 s visibility timeouts
+Timings: those of ``test_faults`` (``stack.SYSTEM_OVERRIDES``) with 160 s visibility timeouts
 and a 2 s SMTP timeout (``stack.THREE_PROVIDER_OVERRIDES``).
 """
 
