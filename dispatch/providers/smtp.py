@@ -22,7 +22,6 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal, NamedTuple
 
@@ -36,7 +35,7 @@ from dispatch.providers.base import (
     SendResult,
 )
 from dispatch.providers.errors import ErrorKind, ProviderError
-from dispatch.providers.mime import UncarriableEmail, build_mime_message
+from dispatch.providers.mime import MimeMessage, UncarriableEmail, build_mime_message
 from gomail_site.config import ProviderConfig
 
 SECURITY_MODES = ("starttls", "tls", "none")
@@ -170,18 +169,6 @@ class SmtpExchangeError(Exception):
         self.cause = cause
 
 
-@dataclass(frozen=True, slots=True)
-class SmtpEnvelope:
-    """What ``post`` sends: the envelope (one ``RCPT`` per recipient), the message's bytes
-    (CRLF, not yet dot-stuffed) and its Message-ID."""
-
-    sender: str
-    recipients: tuple[str, ...]
-    message_id_header: str
-    content: bytes = field(repr=False)
-    needs_smtputf8: bool = False
-
-
 class SmtpAnswer(NamedTuple):
     code: int
     text: str
@@ -275,7 +262,7 @@ class SmtpProvider(Provider):
 
     # --- the Provider hooks ---------------------------------------------------------------
 
-    def build_payload(self, email: OutgoingEmail) -> SmtpEnvelope:
+    def build_payload(self, email: OutgoingEmail) -> MimeMessage:
         """The envelope (the sender; every To, Cc and Bcc address as a recipient) and the
         message of ``dispatch.providers.mime.build_mime_message``: the one MIME builder, so a
         relay's recipients see what SES's see (no Bcc header, text quoted-printable, the
@@ -286,18 +273,13 @@ class SmtpProvider(Provider):
         an address without a valid domain, a display name with a line break, a bad header).
         """
         try:
-            message = build_mime_message(email)
+            # What post sends: the envelope (one RCPT per recipient), the bytes (CRLF, not yet
+            # dot-stuffed) and the Message-ID.
+            return build_mime_message(email)
         except UncarriableEmail as exc:
             raise self.error(ErrorKind.PERMANENT, str(exc)) from exc
-        return SmtpEnvelope(
-            sender=message.sender,
-            recipients=message.recipients,
-            message_id_header=message.message_id_header,
-            content=message.content,
-            needs_smtputf8=message.needs_smtputf8,
-        )
 
-    def post(self, payload: SmtpEnvelope) -> SmtpAnswer:
+    def post(self, payload: MimeMessage) -> SmtpAnswer:
         """Send the message on this thread's connection (opening it if need be). A reused
         connection that the relay had closed is replaced once, transparently, when the failure
         shows before anything of this message was accepted. Raises ``SmtpExchangeError``
@@ -338,7 +320,7 @@ class SmtpProvider(Provider):
     # --- the exchange ---------------------------------------------------------------------
 
     def _transact(
-        self, connection: smtplib.SMTP, payload: SmtpEnvelope, *, reused: bool
+        self, connection: smtplib.SMTP, payload: MimeMessage, *, reused: bool
     ) -> SmtpAnswer:
         stage = SmtpStage.MAIL
         try:
