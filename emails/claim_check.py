@@ -20,7 +20,6 @@ import hashlib
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -239,22 +238,10 @@ def ensure_bucket(config: PayloadsConfig) -> None:
 
 
 @dataclass(frozen=True)
-class StoredPayload:
-    key: str
-    last_modified: datetime
-
-
-@dataclass(frozen=True)
 class CleanupReport:
     examined: int
     deleted: int
     kept: int
-
-
-def _stored(bucket: str) -> Iterator[StoredPayload]:
-    for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=KEY_PREFIX):
-        for item in page.get("Contents", []):
-            yield StoredPayload(item["Key"], item["LastModified"])
 
 
 def may_delete(
@@ -280,45 +267,39 @@ def may_delete(
 
 def cleanup(now: datetime | None = None) -> CleanupReport:
     """Delete the objects no email can need any more (see ``may_delete``)."""
-    from emails import records
-    from emails.models import Email
-
     now = now or timezone.now()
     bucket = settings.GOMAIL.payloads.bucket
     examined = deleted = 0
-    batch: list[StoredPayload] = []
-
-    def settle(batch: list[StoredPayload]) -> int:
-        ids = {p.key: email_id_of_key(p.key) for p in batch}
-        found = {
-            str(r["id"]): r
-            for r in Email.objects.filter(id__in=[i for i in ids.values() if i]).values(
-                "id", "status", "updated_at"
-            )
-        }
-        doomed = []
-        for stored in batch:
-            record = found.get(ids[stored.key] or "")
-            status = record["status"] if record else None
-            died_at = record["updated_at"] if record else None
-            if may_delete(status, died_at, stored.last_modified, now):
-                doomed.append(stored.key)
-        if doomed:
-            answer = _s3().delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": key} for key in doomed], "Quiet": True}
-            )
-            failed = {error["Key"] for error in answer.get("Errors", [])}
-            gone = [ids[key] for key in doomed if key not in failed and ids[key]]
-            records.payload_deleted(*gone)
-            return len(doomed) - len(failed)
-        return 0
-
-    for stored in _stored(bucket):
-        examined += 1
-        batch.append(stored)
-        if len(batch) == 1000:  # DeleteObjects' limit
-            deleted += settle(batch)
-            batch = []
-    if batch:
-        deleted += settle(batch)
+    # A listing's page holds at most 1000 keys, as many as one DeleteObjects takes.
+    for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=KEY_PREFIX):
+        stored = page.get("Contents", [])
+        examined += len(stored)
+        deleted += _delete_unneeded(bucket, stored, now)
     return CleanupReport(examined=examined, deleted=deleted, kept=examined - deleted)
+
+
+def _delete_unneeded(bucket: str, stored: list[dict[str, Any]], now: datetime) -> int:
+    from emails import records
+    from emails.models import Email
+
+    ids = {item["Key"]: email_id_of_key(item["Key"]) for item in stored}
+    found = {
+        str(r["id"]): r
+        for r in Email.objects.filter(id__in=[i for i in ids.values() if i]).values(
+            "id", "status", "updated_at"
+        )
+    }
+    doomed = []
+    for item in stored:
+        record = found.get(ids[item["Key"]] or "")
+        status, died_at = (record["status"], record["updated_at"]) if record else (None, None)
+        if may_delete(status, died_at, item["LastModified"], now):
+            doomed.append(item["Key"])
+    if not doomed:
+        return 0
+    answer = _s3().delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": key} for key in doomed], "Quiet": True}
+    )
+    failed = {error["Key"] for error in answer.get("Errors", [])}
+    records.payload_deleted(*(ids[key] for key in doomed if key not in failed and ids[key]))
+    return len(doomed) - len(failed)

@@ -15,8 +15,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
+from emails import claim_check
 from emails.batching import Arrival, EntryFailed, SendBatcher
-from emails.wire import TASK_PAYLOAD_LIMIT, dispatch_bytes
 from gomail_site.aws import aws_client, queue_url
 from gomail_site.config import SQS_MAX_MESSAGE_BYTES
 
@@ -49,10 +49,7 @@ def choose_queue() -> str:
 def checked_size(body: str, email_id: str) -> str:
     """``body``, or ``MessageTooLarge`` when SQS or the send task would refuse it (a claim
     check's summary never is: this guards against a bug, before anything is recorded)."""
-    if (
-        len(body.encode("utf-8")) > SQS_MAX_MESSAGE_BYTES
-        or dispatch_bytes(body) > TASK_PAYLOAD_LIMIT
-    ):
+    if claim_check.needs_claim_check(body, SQS_MAX_MESSAGE_BYTES):
         raise MessageTooLarge(f"message {email_id} is too large to queue and dispatch")
     return body
 

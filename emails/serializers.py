@@ -19,7 +19,7 @@ from emails import attachments
 from emails.errors import first_message
 from emails.models import Email
 from emails.senders import NOT_ALLOWED, is_allowed_sender
-from emails.wire import WIRE_FIELDS, Attachment, Mailbox, WireEmail, mailboxes_json
+from emails.wire import CONTENT_FIELDS, WIRE_FIELDS, Attachment, Mailbox, WireEmail, mailboxes_json
 
 LINE_BREAKS = frozenset("\r\n\x0b\x0c\x85\u2028\u2029")
 MAX_NAME_LENGTH = 256
@@ -73,6 +73,17 @@ class AddressField(TextField):
         return address
 
 
+class InputField(serializers.Field):
+    """A field of the request only (optional; null is absent), validated by
+    ``to_internal_value``; the answer is never built from it."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(required=False, allow_null=True, label=label)
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 def _place(key: str, index: int, sub: str = "") -> str:
     return f"{key}[{index}]" + (f".{sub}" if sub else "")
 
@@ -91,14 +102,14 @@ def _place(key: str, index: int, sub: str = "") -> str:
         "example": [{"email": "ada@example.org", "name": "Ada Lovelace"}],
     }
 )
-class RecipientListField(serializers.Field):
+class RecipientListField(InputField):
     """``to``, ``cc`` or ``bcc``: a list of ``{"email", "name"?}``, each error keyed by its
     place (``[2].email``, made ``to[2].email`` by the error handler)."""
 
-    def __init__(self, label: str, **kwargs: Any) -> None:
+    def __init__(self, label: str) -> None:
         self.address = AddressField(f"{label} email", required=True)
         self.name = TextField(f"{label} name", header=True, max_length=MAX_NAME_LENGTH)
-        super().__init__(required=False, allow_null=True, label=label, **kwargs)
+        super().__init__(label)
 
     def to_internal_value(self, data: Any) -> tuple[Mailbox, ...]:
         if not isinstance(data, list):
@@ -122,9 +133,6 @@ class RecipientListField(serializers.Field):
             raise serializers.ValidationError(errors)
         return tuple(mailboxes)
 
-    def to_representation(self, value: Any) -> Any:
-        return value
-
 
 @extend_schema_field(
     {
@@ -135,14 +143,14 @@ class RecipientListField(serializers.Field):
         "example": "support@example.com",
     }
 )
-class ReplyToField(serializers.Field):
+class ReplyToField(InputField):
     """``replyTo``: one address or a list of them."""
 
     MAX_ADDRESSES = 10
 
     def __init__(self) -> None:
         self.address = AddressField("Reply-to address", required=True)
-        super().__init__(required=False, allow_null=True, label="Reply-to")
+        super().__init__("Reply-to")
 
     def to_internal_value(self, data: Any) -> tuple[str, ...]:
         items = [data] if isinstance(data, str) else data
@@ -161,9 +169,6 @@ class ReplyToField(serializers.Field):
             raise serializers.ValidationError(errors.get("", errors))
         return tuple(addresses)
 
-    def to_representation(self, value: Any) -> Any:
-        return value
-
 
 @extend_schema_field(
     {
@@ -173,13 +178,13 @@ class ReplyToField(serializers.Field):
         "example": {"List-Unsubscribe": "<https://example.com/unsubscribe/42>"},
     }
 )
-class HeadersField(serializers.Field):
+class HeadersField(InputField):
     """``headers``: custom headers named in ``api.allowed_headers`` (any case, written in the
     allowlist's), values on one line of at most 998 characters."""
 
     def __init__(self) -> None:
         self.value = TextField("Header value", header=True, max_length=MAX_SUBJECT_LENGTH)
-        super().__init__(required=False, allow_null=True, label="Headers")
+        super().__init__("Headers")
 
     def to_internal_value(self, data: Any) -> dict[str, str]:
         if not isinstance(data, dict):
@@ -200,18 +205,15 @@ class HeadersField(serializers.Field):
             raise serializers.ValidationError(errors)
         return headers
 
-    def to_representation(self, value: Any) -> Any:
-        return value
-
 
 @extend_schema_field(
     {"type": "array", "items": {"type": "string"}, "example": ["welcome", "onboarding"]}
 )
-class TagsField(serializers.Field):
+class TagsField(InputField):
     """``tags``: up to ``api.max_tags`` short one-line strings (duplicates merged)."""
 
     def __init__(self) -> None:
-        super().__init__(required=False, allow_null=True, label="Tags")
+        super().__init__("Tags")
 
     def to_internal_value(self, data: Any) -> tuple[str, ...]:
         limits = settings.GOMAIL.api
@@ -231,9 +233,6 @@ class TagsField(serializers.Field):
             raise serializers.ValidationError(errors)
         return tuple(dict.fromkeys(data))
 
-    def to_representation(self, value: Any) -> Any:
-        return value
-
 
 @extend_schema_field(
     {
@@ -242,11 +241,11 @@ class TagsField(serializers.Field):
         "example": {"customerId": "c-1234", "plan": "pro"},
     }
 )
-class MetadataField(serializers.Field):
+class MetadataField(InputField):
     """``metadata``: a flat object of strings, at most ``api.max_metadata_bytes`` as JSON."""
 
     def __init__(self) -> None:
-        super().__init__(required=False, allow_null=True, label="Metadata")
+        super().__init__("Metadata")
 
     def to_internal_value(self, data: Any) -> dict[str, str]:
         limit = settings.GOMAIL.api.max_metadata_bytes
@@ -269,9 +268,6 @@ class MetadataField(serializers.Field):
             raise serializers.ValidationError(f"Metadata must be at most {limit} bytes as JSON")
         return dict(data)
 
-    def to_representation(self, value: Any) -> Any:
-        return value
-
 
 @extend_schema_field(
     {
@@ -292,12 +288,12 @@ class MetadataField(serializers.Field):
         "example": [{"filename": "hello.txt", "contentType": "text/plain", "content": "SGVsbG8h"}],
     }
 )
-class AttachmentsField(serializers.Field):
+class AttachmentsField(InputField):
     """``attachments``: ``[{"filename", "contentType", "content" (base64), "contentId"?}]``
     within the configured limits; see ``emails.attachments`` for what is refused."""
 
     def __init__(self) -> None:
-        super().__init__(required=False, allow_null=True, label="Attachments")
+        super().__init__("Attachments")
 
     def to_internal_value(self, data: Any) -> tuple[Attachment, ...]:
         limits = settings.GOMAIL.api
@@ -366,9 +362,6 @@ class AttachmentsField(serializers.Field):
             raise _PlaceError("content", str(exc)) from None
         return Attachment(filename, content_type, content, content_id or "")
 
-    def to_representation(self, value: Any) -> Any:
-        return value
-
 
 class _PlaceError(ValueError):
     def __init__(self, sub: str, message: str) -> None:
@@ -376,7 +369,7 @@ class _PlaceError(ValueError):
         self.sub = sub
 
 
-RECIPIENT_LISTS = (("to", "To"), ("cc", "Cc"), ("bcc", "Bcc"))
+RECIPIENT_LISTS = ("to", "cc", "bcc")
 
 
 class SendEmailSerializer(serializers.Serializer):
@@ -449,7 +442,7 @@ class SendEmailSerializer(serializers.Serializer):
         places: list[tuple[str, str]] = []
         if isinstance(data.get("toEmail"), str) and data.get("to") is None:
             places.append(("toEmail", data["toEmail"]))
-        for key, _label in RECIPIENT_LISTS:
+        for key in RECIPIENT_LISTS:
             items = data.get(key)
             if isinstance(items, list):
                 places.extend(
@@ -491,22 +484,14 @@ class SendEmailSerializer(serializers.Serializer):
     def wire_email(self, email_id: str, accepted_at: datetime) -> WireEmail:
         """The validated email as it travels (call after ``is_valid``)."""
         fields = self.validated_data
-        extensions = {
-            "to": fields.get("to", ()),
-            "cc": fields.get("cc", ()),
-            "bcc": fields.get("bcc", ()),
-            "html": fields.get("html", ""),
-            "reply_to": fields.get("replyTo", ()),
-            "headers": fields.get("headers", {}),
-            "tags": fields.get("tags", ()),
-            "metadata": fields.get("metadata", {}),
-            "attachments": fields.get("attachments", ()),
-        }
         return WireEmail(
             id=email_id,
             accepted_at=accepted_at,
             **{attribute: fields.get(key, "") for key, attribute in WIRE_FIELDS.items()},
-            **extensions,
+            # An absent one keeps Content's default (a null one was dropped as absent).
+            **{
+                attribute: fields[key] for key, attribute in CONTENT_FIELDS.items() if key in fields
+            },
         )
 
     def validate_fromEmail(self, value: str) -> str:

@@ -35,6 +35,19 @@ WIRE_FIELDS = {
     "subject": "subject",
     "body": "body",
 }
+# The real emails' JSON keys (the API's and the wire format's) and the ``Content`` attribute
+# each maps to.
+CONTENT_FIELDS = {
+    "to": "to",
+    "cc": "cc",
+    "bcc": "bcc",
+    "html": "html",
+    "replyTo": "reply_to",
+    "headers": "headers",
+    "tags": "tags",
+    "metadata": "metadata",
+    "attachments": "attachments",
+}
 REQUIRED_WIRE_FIELDS = ("fromEmail", "toEmail")
 # What a claim check's SQS message keeps of its email (who and what, for the admin and logs).
 SUMMARY_FIELDS = ("fromEmail", "fromName", "toEmail", "toName", "subject")

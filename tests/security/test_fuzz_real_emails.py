@@ -32,6 +32,7 @@ from rest_framework.test import APIClient
 from dispatch.queues import QueueSetup
 from emails.attachments import sanitized_filename
 from emails.models import Email, EmailTag
+from emails.wire import CONTENT_FIELDS
 from tests.security.fuzzing import (
     FUZZ,
     assert_error_shape,
@@ -553,7 +554,7 @@ NOISE = st.recursive(
     ),
     max_leaves=8,
 ) | st.text(st.characters(codec=None, exclude_categories=()), max_size=20)
-NEW_FIELDS = ("to", "cc", "bcc", "html", "replyTo", "headers", "tags", "metadata", "attachments")
+NEW_FIELDS = tuple(CONTENT_FIELDS)
 
 
 @st.composite
